@@ -1,0 +1,1 @@
+"""A Kubernetes-native ingest service for Pacifica-style scientific data bundles."""

@@ -1,0 +1,106 @@
+"""`get_state` from a watch-fed cache of IngestJobs, with a direct read as the fallback.
+
+Clients poll once a second per job, so reads vastly outnumber writes: one list+watch per API
+replica keeps every job's state document in memory. A job created a moment ago by another replica
+may not have reached the cache yet; a miss therefore reads the object directly before answering 404.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ingest import jobs
+from ingest.kube import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class StateCache:
+    """job id -> state document, kept current by a watch in a background thread."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self.documents: dict[int, dict[str, Any]] = {}
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="state-cache", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def put(self, job: dict[str, Any]) -> dict[str, Any]:
+        document = jobs.state_document(job)
+        self.documents[document["job_id"]] = document
+        return document
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._list_and_watch()
+            except Exception as error:  # the watch must outlive any one failure
+                log.warning("state cache watch restarting: %s", error)
+                self.synced.clear()
+                self._stop.wait(1.0)
+
+    def _list_and_watch(self) -> None:
+        page = self.store.custom.list_namespaced_custom_object(
+            jobs.GROUP, jobs.VERSION, self.store.namespace, jobs.PLURAL
+        )
+        fresh: dict[int, dict[str, Any]] = {}
+        for job in page.get("items", []):
+            document = jobs.state_document(job)
+            fresh[document["job_id"]] = document
+        self.documents = fresh
+        self.synced.set()
+        version = page["metadata"]["resourceVersion"]
+        while not self._stop.is_set():
+            for event in self.store.watch(version, timeout_seconds=60):
+                job = event["object"]
+                if event["type"] == "ERROR":
+                    raise RuntimeError(f"watch error: {job.get('message') if isinstance(job, dict) else job}")
+                version = job["metadata"]["resourceVersion"]
+                if event["type"] == "BOOKMARK":
+                    continue
+                if event["type"] == "DELETED":
+                    job_id = int((job.get("spec") or {}).get("jobId") or 0)
+                    self.documents.pop(job_id, None)
+                else:
+                    self.put(job)
+
+    async def lookup(self, job_id: int) -> dict[str, Any] | None:
+        document = self.documents.get(job_id)
+        if document is not None:
+            return document
+        job = await asyncio.to_thread(self.store.get, jobs.job_name(job_id))
+        return self.put(job) if job is not None else None
+
+
+def parse_job_id(text: str | None) -> int:
+    if text is None or text == "":
+        raise HTTPException(400, "job_id is required, e.g. /get_state?job_id=1234")
+    try:
+        job_id = int(text)
+    except ValueError:
+        raise HTTPException(400, f"job_id must be a positive integer, got {text!r}") from None
+    if job_id < 1:
+        raise HTTPException(400, f"job_id must be a positive integer, got {text!r}")
+    return job_id
+
+
+async def get_state(request: Request) -> JSONResponse:
+    text = request.path_params.get("job_id", request.query_params.get("job_id"))
+    job_id = parse_job_id(text)
+    document = await request.app.state.cache.lookup(job_id)
+    if document is None:
+        raise HTTPException(404, f"job ID {job_id} does not exist.")
+    return JSONResponse(document)

@@ -1,0 +1,215 @@
+"""POST /ingest (and /upload): stream a bundle into staging, learning its tar index on the way.
+
+The job exists before the first byte is read (OK / UPLOADING / 0, as upstream), so a client that
+polls early finds it. The body then flows through three consumers in one pass: a SHA-256 of the
+whole bundle, the incremental tar scanner (a body that is not a tar is known at the first block),
+and a bounded pipe into a multipart upload to the staging bucket. Whatever happens to the body -
+the client goes away, stops sending, or sends too much - the job ends FAILED with the byte count,
+never left at UPLOADING.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from typing import AsyncIterator
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ingest import jobs
+from ingest.api.errors import error_response
+from ingest.api.pipe import Pipe, run_in_thread
+from ingest.api.services import Services
+from ingest.bundle import BundleError, Limits, TarScanner
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_TYPES = {"", "application/octet-stream", "application/x-tar", "application/tar"}
+PROGRESS_INTERVAL = 5.0
+
+
+class BodyError(Exception):
+    """The body broke off or broke a limit; `status` is the HTTP answer, `message` the job's exception."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def body_chunks(request: Request, *, stall_seconds: float) -> AsyncIterator[bytes]:
+    """The request body, chunk by chunk; a client silent for `stall_seconds` is an error."""
+    received = 0
+    while True:
+        try:
+            message = await asyncio.wait_for(request.receive(), timeout=stall_seconds)
+        except asyncio.TimeoutError:
+            raise BodyError(408, f"the upload stalled: no data for {stall_seconds:g} s after {received} bytes") from None
+        if message["type"] == "http.disconnect":
+            raise BodyError(400, f"the upload broke off after {received} bytes: the client disconnected")
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+def declared_length(request: Request, limit: int) -> int | None:
+    text = request.headers.get("content-length")
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise HTTPException(400, f"Content-Length must be a number of bytes, got {text!r}")
+    length = int(text)
+    if length > limit:
+        raise HTTPException(413, f"the bundle is {length} bytes; this service accepts at most {limit} bytes")
+    return length
+
+
+def check_content_type(request: Request) -> None:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ACCEPTED_TYPES:
+        raise HTTPException(
+            415, f"a bundle is an uncompressed tar sent as application/octet-stream or application/x-tar, not {content_type}"
+        )
+
+
+def fail(services: Services, job_id: int, task: str, message: str, **extra: object) -> dict:
+    """Record a failure unless the job already ended (an administrator or the operator was first)."""
+
+    def decide(job: dict) -> dict | None:
+        status = job.get("status") or {}
+        if status.get("complete") or status.get("phase") not in (None, jobs.PHASE_UPLOADING):
+            return None
+        return {**jobs.progress(jobs.FAILED, task, 0.0, message), "phase": jobs.PHASE_FAILED, **extra}
+
+    return services.jobs.update_status(jobs.job_name(job_id), decide) or {}
+
+
+class Progress:
+    """Throttled `uploadedBytes` reports, so the operator can tell a slow upload from a dead one."""
+
+    def __init__(self, services: Services, job_id: int) -> None:
+        self.services = services
+        self.name = jobs.job_name(job_id)
+        self.last = time.monotonic()
+        self.task: asyncio.Task | None = None
+
+    def report(self, received: int) -> None:
+        if time.monotonic() - self.last < PROGRESS_INTERVAL or (self.task and not self.task.done()):
+            return
+        self.last = time.monotonic()
+        patch = {"uploadedBytes": received, "updated": jobs.rfc3339(jobs.now())}
+        self.task = asyncio.create_task(asyncio.to_thread(self._write, patch))
+
+    def _write(self, patch: dict) -> None:
+        def decide(job: dict) -> dict | None:
+            return patch if (job.get("status") or {}).get("phase") == jobs.PHASE_UPLOADING else None
+
+        try:
+            self.services.jobs.update_status(self.name, decide)
+        except Exception as error:  # progress is advisory; the upload goes on
+            log.warning("job %s: could not report upload progress: %s", self.name, error)
+
+    async def settle(self) -> None:
+        if self.task:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def ingest(request: Request) -> Response:
+    services: Services = request.app.state.services
+    settings = services.settings
+    check_content_type(request)
+    expected = declared_length(request, settings.max_body_bytes)
+    job_id = await asyncio.to_thread(services.job_ids.next)
+    name = jobs.job_name(job_id)
+    bundle_key = jobs.staged_bundle_key(job_id)
+    body = jobs.new_job(
+        job_id=job_id, operation=jobs.OPERATION_UPLOAD, user=request.scope.get("ingest.user"),
+        staged_bucket=services.storage.staging, staged_key=bundle_key,
+    )
+    services.cache.put(await asyncio.to_thread(services.jobs.create, body))
+    log.info("job %s: upload started (%s bytes declared)", job_id, expected if expected is not None else "unknown")
+
+    digest = hashlib.sha256()
+    scanner = TarScanner(Limits(max_members=settings.max_members, max_metadata_bytes=settings.max_metadata_bytes))
+    pipe = Pipe()
+    writer = run_in_thread(
+        lambda: pipe.drain_into(lambda source: services.storage.put_stream(services.storage.staging, bundle_key, source)),
+        f"stage-{job_id}",
+    )
+    progress = Progress(services, job_id)
+    received = 0
+    bundle_error: BundleError | None = None
+    try:
+        async for chunk in body_chunks(request, stall_seconds=settings.upload_stall_seconds):
+            received += len(chunk)
+            if received > settings.max_body_bytes:
+                raise BodyError(413, f"the bundle passed this service's limit of {settings.max_body_bytes} bytes")
+            if bundle_error is None:
+                digest.update(chunk)
+                try:
+                    scanner.feed(chunk)
+                except BundleError as error:
+                    bundle_error = error
+                    pipe.abort(error)
+                else:
+                    await pipe.write(chunk)
+            progress.report(received)
+        if expected is not None and received != expected:
+            raise BodyError(400, f"the upload broke off after {received} of {expected} bytes")
+        if bundle_error is None:
+            try:
+                index = scanner.finish()
+            except BundleError as error:
+                bundle_error = error
+                pipe.abort(error)
+    except Exception as error:
+        if not isinstance(error, BodyError):
+            log.exception("job %s: staging failed", job_id)
+            error = BodyError(503, f"the object store did not take the bundle ({received} bytes received): {error}")
+        pipe.abort(error)
+        await asyncio.gather(writer, progress.settle(), return_exceptions=True)
+        await asyncio.to_thread(fail, services, job_id, jobs.UPLOADING, error.message, uploadedBytes=received)
+        log.warning("job %s: %s", job_id, error.message)
+        return error_response(error.status, f"job {job_id} failed: {error.message}")
+
+    await progress.settle()
+    if bundle_error is not None:
+        await asyncio.gather(writer, return_exceptions=True)
+        job = await asyncio.to_thread(fail, services, job_id, bundle_error.task, bundle_error.message, uploadedBytes=received)
+        log.info("job %s: refused at %s: %s", job_id, bundle_error.task, bundle_error.message)
+        return JSONResponse(services.cache.put(job) if job else jobs.state_document(body))
+
+    await pipe.close()
+    try:
+        await writer
+        await asyncio.to_thread(
+            services.storage.put_bytes, services.storage.staging, jobs.staged_index_key(job_id),
+            index.to_json().encode(), "application/json",
+        )
+    except Exception as error:
+        log.exception("job %s: staging failed", job_id)
+        message = f"the object store did not take the bundle ({received} bytes received): {error}"
+        await asyncio.to_thread(fail, services, job_id, jobs.UPLOADING, message, uploadedBytes=received)
+        return error_response(503, f"job {job_id} failed: {message}")
+    job = await asyncio.to_thread(mark_staged, services, job_id, received, digest.hexdigest())
+    log.info("job %s: staged %d bytes", job_id, received)
+    return JSONResponse(services.cache.put(job))
+
+
+def mark_staged(services: Services, job_id: int, size: int, sha256: str) -> dict:
+    """Record the bundle in the spec (still ours to change while UPLOADING), then hand it on."""
+    name = jobs.job_name(job_id)
+    services.jobs.patch(name, {"spec": {"staged": {"size": size, "sha256": sha256}}})
+
+    def decide(job: dict) -> dict | None:
+        if (job.get("status") or {}).get("phase") != jobs.PHASE_UPLOADING:
+            return None
+        return {"phase": jobs.PHASE_STAGED, "uploadedBytes": size, "updated": jobs.rfc3339(jobs.now())}
+
+    return services.jobs.update_status(name, decide) or {}

@@ -1,0 +1,165 @@
+"""Every setting of the service, read from environment variables, documented in one place.
+
+Each component (API, operator, worker, IngestCMD) builds one `Settings` at start-up with
+`Settings.from_env()`; nothing else reads the environment. The README's Configuration table is
+made from the `ENV` list below, so the two cannot drift.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Final, Mapping
+
+_SA_NAMESPACE_FILE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+MiB: Final = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Var:
+    """One environment variable: its name, default and meaning."""
+
+    name: str
+    default: str
+    help: str
+
+
+ENV: Final[tuple[Var, ...]] = (
+    Var("INGEST_NAMESPACE", "", "Namespace of the IngestJobs (default: the Pod's own namespace, else `default`)."),
+    Var("INGEST_S3_ENDPOINT", "127.0.0.1:9000", "Object store `host:port` (MinIO or any S3 server)."),
+    Var("INGEST_S3_ACCESS_KEY", "", "Object store access key."),
+    Var("INGEST_S3_SECRET_KEY", "", "Object store secret key."),
+    Var("INGEST_S3_SECURE", "false", "Use HTTPS to the object store."),
+    Var("INGEST_S3_REGION", "us-east-1", "Object store region."),
+    Var("INGEST_STAGING_BUCKET", "ingest-staging", "Bucket for uploaded bundles and move documents."),
+    Var("INGEST_ARCHIVE_BUCKET", "ingest-archive", "Bucket for ingested files and metadata documents."),
+    Var("INGEST_ARCHIVE_KEY_TEMPLATE", "{job_id}/{subdir}/{name}", "Archive key of a file; fields job_id, file_id, subdir, name, path."),
+    Var("INGEST_METADATA_KEY_TEMPLATE", "{job_id}/metadata.json", "Archive key of a job's final metadata document."),
+    Var("INGEST_PART_SIZE", str(16 * MiB), "Multipart part size in bytes (staging uploads and large files)."),
+    Var("INGEST_MAX_BODY_BYTES", str(1024 * 1024 * MiB), "Largest accepted request body (413 above it)."),
+    Var("INGEST_MAX_MEMBERS", "1000000", "Most tar members a bundle may hold."),
+    Var("INGEST_MAX_METADATA_BYTES", str(64 * MiB), "Largest accepted metadata.txt (or /move document)."),
+    Var("INGEST_UPLOAD_CONCURRENCY", "8", "Files a worker uploads in parallel."),
+    Var("INGEST_JOB_ID_BLOCK", "10", "Job ids an API replica reserves at a time."),
+    Var("INGEST_API_HOST", "0.0.0.0", "Address the API listens on."),
+    Var("INGEST_API_PORT", "8066", "Port the API listens on (Pacifica's)."),
+    Var("INGEST_WORKER_IMAGE", "pacifica-ingest-k8s:0.1.0", "Image of worker Pods (the service's own image)."),
+    Var("INGEST_WORKER_SERVICE_ACCOUNT", "ingest-worker", "ServiceAccount worker Pods run as."),
+    Var("INGEST_WORKER_SECRET", "ingest-s3", "Secret whose keys become worker environment variables (object store credentials)."),
+    Var("INGEST_WORKER_CPU", "500m", "CPU request of a worker Pod."),
+    Var("INGEST_WORKER_MEMORY", "256Mi", "Memory request of a worker Pod."),
+    Var("INGEST_WORKER_CPU_LIMIT", "2", "CPU limit of a worker Pod."),
+    Var("INGEST_WORKER_MEMORY_LIMIT", "512Mi", "Memory limit of a worker Pod."),
+    Var("INGEST_WORKER_DEADLINE_SECONDS", "3600", "activeDeadlineSeconds of a worker Pod: a running job past it fails."),
+    Var("INGEST_WORKER_ATTEMPTS", "3", "Worker Pods tried for a job before it fails (bundle errors are never retried)."),
+    Var("INGEST_UPLOAD_STALL_SECONDS", "300", "An upload that makes no progress this long fails."),
+    Var("INGEST_START_TIMEOUT_SECONDS", "600", "A staged job whose worker has not started this long fails."),
+    Var("POLICY_INGEST_URL", "", "Pacifica policy service `.../ingest` endpoint; empty: built-in validation only."),
+    Var("METADATA_INGEST_URL", "", "Pacifica metadata service `.../ingest` endpoint; empty: the archive keeps the document."),
+    Var("INGEST_LOG_LEVEL", "INFO", "Log level."),
+)
+
+
+def _env(environ: Mapping[str, str], name: str) -> str:
+    default = next(var.default for var in ENV if var.name == name)
+    return environ.get(name, default)
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _namespace(configured: str) -> str:
+    if configured:
+        return configured
+    try:
+        return _SA_NAMESPACE_FILE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    namespace: str
+    s3_endpoint: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_secure: bool
+    s3_region: str
+    staging_bucket: str
+    archive_bucket: str
+    archive_key_template: str
+    metadata_key_template: str
+    part_size: int
+    max_body_bytes: int
+    max_members: int
+    max_metadata_bytes: int
+    upload_concurrency: int
+    job_id_block: int
+    api_host: str
+    api_port: int
+    worker_image: str
+    worker_service_account: str
+    worker_secret: str
+    worker_cpu: str
+    worker_memory: str
+    worker_cpu_limit: str
+    worker_memory_limit: str
+    worker_deadline_seconds: int
+    worker_attempts: int
+    upload_stall_seconds: int
+    start_timeout_seconds: int
+    policy_url: str
+    metadata_url: str
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str:
+            return _env(env, name)
+
+        return cls(
+            namespace=_namespace(get("INGEST_NAMESPACE")),
+            s3_endpoint=get("INGEST_S3_ENDPOINT"),
+            s3_access_key=get("INGEST_S3_ACCESS_KEY"),
+            s3_secret_key=get("INGEST_S3_SECRET_KEY"),
+            s3_secure=_flag(get("INGEST_S3_SECURE")),
+            s3_region=get("INGEST_S3_REGION"),
+            staging_bucket=get("INGEST_STAGING_BUCKET"),
+            archive_bucket=get("INGEST_ARCHIVE_BUCKET"),
+            archive_key_template=get("INGEST_ARCHIVE_KEY_TEMPLATE"),
+            metadata_key_template=get("INGEST_METADATA_KEY_TEMPLATE"),
+            part_size=max(5 * MiB, int(get("INGEST_PART_SIZE"))),
+            max_body_bytes=int(get("INGEST_MAX_BODY_BYTES")),
+            max_members=int(get("INGEST_MAX_MEMBERS")),
+            max_metadata_bytes=int(get("INGEST_MAX_METADATA_BYTES")),
+            upload_concurrency=max(1, int(get("INGEST_UPLOAD_CONCURRENCY"))),
+            job_id_block=max(1, int(get("INGEST_JOB_ID_BLOCK"))),
+            api_host=get("INGEST_API_HOST"),
+            api_port=int(get("INGEST_API_PORT")),
+            worker_image=get("INGEST_WORKER_IMAGE"),
+            worker_service_account=get("INGEST_WORKER_SERVICE_ACCOUNT"),
+            worker_secret=get("INGEST_WORKER_SECRET"),
+            worker_cpu=get("INGEST_WORKER_CPU"),
+            worker_memory=get("INGEST_WORKER_MEMORY"),
+            worker_cpu_limit=get("INGEST_WORKER_CPU_LIMIT"),
+            worker_memory_limit=get("INGEST_WORKER_MEMORY_LIMIT"),
+            worker_deadline_seconds=int(get("INGEST_WORKER_DEADLINE_SECONDS")),
+            worker_attempts=max(1, int(get("INGEST_WORKER_ATTEMPTS"))),
+            upload_stall_seconds=int(get("INGEST_UPLOAD_STALL_SECONDS")),
+            start_timeout_seconds=int(get("INGEST_START_TIMEOUT_SECONDS")),
+            policy_url=get("POLICY_INGEST_URL"),
+            metadata_url=get("METADATA_INGEST_URL"),
+            log_level=get("INGEST_LOG_LEVEL").upper(),
+        )
+
+    def worker_environment(self) -> dict[str, str]:
+        """The settings a worker Pod needs, minus credentials (those come from `worker_secret`)."""
+        secret = {"INGEST_S3_ACCESS_KEY", "INGEST_S3_SECRET_KEY"}
+        return {
+            var.name: os.environ.get(var.name, var.default)
+            for var in ENV
+            if var.name not in secret and not var.name.startswith(("INGEST_API_", "INGEST_WORKER_"))
+        } | {"INGEST_NAMESPACE": self.namespace}

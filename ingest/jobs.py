@@ -1,0 +1,183 @@
+"""The IngestJob vocabulary every component speaks: names, labels, tasks, states, the state document.
+
+The IngestJob resource is the only job state (Kubernetes is the database). Its status mirrors the
+HTTP state document of Pacifica's ingest service, camelCase in the resource and snake_case on the
+wire, so this module is the single place where one is turned into the other.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import Any, Final, Mapping
+
+GROUP: Final = "ingest.pacifica.org"
+VERSION: Final = "v1"
+PLURAL: Final = "ingestjobs"
+KIND: Final = "IngestJob"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+JOB_ID_LABEL: Final = f"{GROUP}/job-id"
+COMPONENT_LABEL: Final = f"{GROUP}/component"
+FINALIZER: Final = f"{GROUP}/staged-cleanup"
+
+# Pacifica's states and tasks: exact spelling and case, clients compare these strings.
+OK: Final = "OK"
+FAILED: Final = "FAILED"
+UPLOADING: Final = "UPLOADING"
+OPEN_TAR: Final = "open tar"
+LOAD_METADATA: Final = "load metadata"
+POLICY_VALIDATION: Final = "Policy Validation"
+INGEST_FILES: Final = "ingest files"
+MOVE_FILES: Final = "move files"
+INGEST_METADATA: Final = "ingest metadata"
+
+UPLOAD_TASKS: Final = (UPLOADING, OPEN_TAR, LOAD_METADATA, POLICY_VALIDATION, INGEST_FILES, INGEST_METADATA)
+MOVE_TASKS: Final = (UPLOADING, LOAD_METADATA, POLICY_VALIDATION, MOVE_FILES, INGEST_METADATA)
+
+# The operator's life cycle of a job, kept apart from Pacifica's state/task pair.
+PHASE_UPLOADING: Final = "Uploading"
+PHASE_STAGED: Final = "Staged"
+PHASE_RUNNING: Final = "Running"
+PHASE_SUCCEEDED: Final = "Succeeded"
+PHASE_FAILED: Final = "Failed"
+
+OPERATION_UPLOAD: Final = "upload"
+OPERATION_MOVE: Final = "move"
+
+
+def job_name(job_id: int) -> str:
+    """The IngestJob object name for a job id."""
+    return f"ingest-{job_id}"
+
+
+def job_id_of(name: str) -> int | None:
+    """The job id an object name stands for, or None for a name we did not make."""
+    prefix, _, number = name.partition("-")
+    if prefix != "ingest" or not number.isdigit():
+        return None
+    return int(number)
+
+
+def staged_bundle_key(job_id: int) -> str:
+    """Where an uploaded bundle waits in the staging bucket."""
+    return f"bundles/{job_id}.tar"
+
+
+def staged_index_key(job_id: int) -> str:
+    """The tar index the API recorded while the bundle streamed in (member offsets, metadata.txt)."""
+    return f"bundles/{job_id}.index.json"
+
+
+def staged_move_key(job_id: int) -> str:
+    """Where a /move document waits in the staging bucket."""
+    return f"moves/{job_id}.json"
+
+
+def planned_keys_key(job_id: int) -> str:
+    """The archive keys a worker is about to write, recorded first so anyone can roll them back."""
+    return f"jobs/{job_id}/planned.json"
+
+
+def staged_keys(job_id: int) -> tuple[str, ...]:
+    """Everything a job may keep in the staging bucket."""
+    return (staged_bundle_key(job_id), staged_index_key(job_id), staged_move_key(job_id), planned_keys_key(job_id))
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+
+
+def wire_time(text: str | None) -> str:
+    """Pacifica's time format: UTC `YYYY-MM-DD HH:MM:SS`."""
+    moment = parse_time(text)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def is_complete(state: str, task: str, percent: float) -> bool:
+    """Pacifica's rule: a job is complete when it failed or `ingest metadata` reached 100."""
+    return state == FAILED or (task == INGEST_METADATA and percent >= 100.0)
+
+
+def progress(state: str, task: str, percent: float, exception: str = "") -> dict[str, Any]:
+    """A status patch that moves a job to (state, task, percent), with `complete` derived."""
+    return {
+        "state": state,
+        "task": task,
+        "taskPercent": float(percent),
+        "complete": is_complete(state, task, float(percent)),
+        "exception": exception,
+        "updated": rfc3339(now()),
+    }
+
+
+def initial_status(operation: str) -> dict[str, Any]:
+    """The status a job is created with: OK / UPLOADING / 0, as Pacifica writes before reading the body."""
+    stamp = rfc3339(now())
+    return {
+        **progress(OK, UPLOADING, 0.0),
+        "created": stamp,
+        "phase": PHASE_UPLOADING,
+        "attempts": 0,
+        "uploadedBytes": 0,
+    }
+
+
+def new_job(*, job_id: int, operation: str, user: str | None, staged_bucket: str, staged_key: str) -> dict[str, Any]:
+    """The IngestJob body the API creates for a new job."""
+    spec: dict[str, Any] = {
+        "jobId": job_id,
+        "operation": operation,
+        "staged": {"bucket": staged_bucket, "key": staged_key},
+    }
+    if user:
+        spec["user"] = user
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": job_name(job_id),
+            "labels": {JOB_ID_LABEL: str(job_id)},
+            "finalizers": [FINALIZER],
+        },
+        "spec": spec,
+        "status": initial_status(operation),
+    }
+
+
+def format_percent(value: Any) -> str:
+    """task_percent travels as a string, as upstream: "0.0", "100.0", "42.5"."""
+    try:
+        return str(round(float(value), 2))
+    except (TypeError, ValueError):
+        return "0.0"
+
+
+def state_document(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The HTTP state document of a job: exactly Pacifica's keys and types."""
+    spec = job.get("spec") or {}
+    status = job.get("status") or {}
+    state = str(status.get("state") or OK)
+    task = str(status.get("task") or UPLOADING)
+    percent = status.get("taskPercent", 0.0)
+    complete = status.get("complete")
+    if complete is None:
+        complete = is_complete(state, task, float(percent or 0.0))
+    created = status.get("created") or (job.get("metadata") or {}).get("creationTimestamp")
+    return {
+        "job_id": int(spec.get("jobId") or job_id_of((job.get("metadata") or {}).get("name", "")) or 0),
+        "state": state,
+        "task": task,
+        "task_percent": format_percent(percent),
+        "complete": bool(complete),
+        "updated": wire_time(status.get("updated") or created),
+        "created": wire_time(created),
+        "exception": str(status.get("exception") or ""),
+    }

@@ -1,0 +1,142 @@
+"""The Kubernetes API as the service's database: a client, and IngestJob reads and guarded writes.
+
+Every status transition is a compare-and-swap: read the job, decide the patch from what is there,
+write it with the `metadata.resourceVersion` that was read. A 409 means someone else wrote in
+between (another replica, the operator, an administrator's `kubectl patch`), so we read again and
+decide again. That is how an administrator's manual FAILED can never be overwritten by a component
+that was about to report progress.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Callable, Iterator
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from ingest import jobs
+
+log = logging.getLogger(__name__)
+
+Job = dict[str, Any]
+Decide = Callable[[Job], "dict[str, Any] | None"]
+
+
+def api_client(pool_size: int = 16) -> kubernetes.client.ApiClient:
+    """In a Pod: the ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config, as kubectl does."""
+    configuration = kubernetes.client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    else:
+        kubernetes.config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
+        )
+    configuration.connection_pool_maxsize = pool_size
+    configuration.retries = 3
+    return kubernetes.client.ApiClient(configuration)
+
+
+def is_status(error: BaseException, *codes: int) -> bool:
+    return isinstance(error, ApiException) and error.status in codes
+
+
+def read_pod(client: kubernetes.client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """A Pod as the API serves it (camelCase JSON), or None when it does not exist."""
+    try:
+        response = kubernetes.client.CoreV1Api(client).read_namespaced_pod(name, namespace, _preload_content=False)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return json.loads(response.data)
+
+
+class JobStore:
+    """IngestJobs of one namespace."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+
+    def _args(self) -> tuple[str, str, str, str]:
+        return jobs.GROUP, jobs.VERSION, self.namespace, jobs.PLURAL
+
+    def get(self, name: str) -> Job | None:
+        try:
+            return self.custom.get_namespaced_custom_object(*self._args(), name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create(self, body: Job) -> Job:
+        """Create a job; the status it carries is written through the status subresource."""
+        status = body.get("status")
+        created = self.custom.create_namespaced_custom_object(*self._args(), body)
+        if status:
+            created = self.custom.patch_namespaced_custom_object_status(
+                *self._args(), body["metadata"]["name"], {"status": status}
+            )
+        return created
+
+    def list(self, label_selector: str | None = None) -> list[Job]:
+        items: list[Job] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": 500}
+            if label_selector:
+                kwargs["label_selector"] = label_selector
+            if token:
+                kwargs["_continue"] = token
+            page = self.custom.list_namespaced_custom_object(*self._args(), **kwargs)
+            items.extend(page.get("items", []))
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    def patch(self, name: str, body: dict[str, Any]) -> Job:
+        return self.custom.patch_namespaced_custom_object(*self._args(), name, body)
+
+    def delete(self, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(*self._args(), name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def update_status(self, name: str, decide: Decide, *, attempts: int = 20) -> Job | None:
+        """Read, decide, write with the read resourceVersion; again on 409.
+
+        `decide` returns the status fields to merge, or None to write nothing. Returns the job as
+        written (or as read when nothing was written); None when the job does not exist.
+        """
+        for attempt in range(attempts):
+            job = self.get(name)
+            if job is None:
+                return None
+            change = decide(job)
+            if not change:
+                return job
+            body = {
+                "metadata": {"resourceVersion": job["metadata"]["resourceVersion"]},
+                "status": change,
+            }
+            try:
+                return self.custom.patch_namespaced_custom_object_status(*self._args(), name, body)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                time.sleep(min(0.5, 0.01 * 2**attempt))
+        raise RuntimeError(f"IngestJob {name}: status kept changing under {attempts} attempts")
+
+    def watch(self, resource_version: str | None, timeout_seconds: int = 300) -> Iterator[dict[str, Any]]:
+        """Raw watch events of the namespace's IngestJobs from `resource_version`."""
+        watcher = kubernetes.watch.Watch()
+        kwargs: dict[str, Any] = {"timeout_seconds": timeout_seconds, "allow_watch_bookmarks": True}
+        if resource_version:
+            kwargs["resource_version"] = resource_version
+        yield from watcher.stream(self.custom.list_namespaced_custom_object, *self._args(), **kwargs)

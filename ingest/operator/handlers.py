@@ -1,0 +1,71 @@
+"""kopf registrations: which events reach the reconciler. The logic lives in `reconcile.py`.
+
+Only `on.event` handlers and a sweeper task: the reconciler is level-triggered, so it needs no
+per-handler progress kept in the objects (which kopf would otherwise write as annotations on every
+job) and it cannot be confused by a missed or repeated event.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from ingest import jobs, kube
+from ingest.config import Settings
+from ingest.operator.podspec import WORKER
+from ingest.operator.reconcile import Reconciler
+from ingest.operator.sweeper import sweep
+from ingest.storage import Storage
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 5.0
+_state: dict[str, Any] = {}
+
+
+def reconciler() -> Reconciler:
+    return _state["reconciler"]
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 16
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    config = Settings.from_env()
+    storage = Storage(config)
+    await asyncio.to_thread(storage.ensure_buckets)
+    _state["reconciler"] = Reconciler(config, kube.api_client(), storage)
+    _state["sweeper"] = asyncio.create_task(sweep_forever())
+
+
+@kopf.on.cleanup()
+async def stop(**_: Any) -> None:
+    task = _state.get("sweeper")
+    if task:
+        task.cancel()
+
+
+async def sweep_forever() -> None:
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL)
+        try:
+            await asyncio.to_thread(sweep, reconciler())
+        except Exception:
+            log.exception("sweep failed; trying again in %s s", SWEEP_INTERVAL)
+
+
+@kopf.on.event(jobs.GROUP, jobs.VERSION, jobs.PLURAL)
+def ingest_job_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        reconciler().forget(body["metadata"]["name"])
+        return
+    reconciler().job_changed(dict(body))
+
+
+@kopf.on.event("", "v1", "pods", labels={jobs.COMPONENT_LABEL: WORKER})
+def worker_pod_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    reconciler().pod_changed(dict(body), deleted=event.get("type") == "DELETED")

@@ -1,0 +1,78 @@
+"""The worker Pod of one attempt at one IngestJob: same image, one container, owned by the job."""
+from __future__ import annotations
+
+from typing import Any
+
+from ingest import jobs
+from ingest.config import Settings
+
+WORKER = "worker"
+
+
+def worker_pod_name(job_name: str, attempt: int) -> str:
+    return f"{job_name}-worker-{attempt}"
+
+
+def worker_pod(job: dict[str, Any], settings: Settings, attempt: int) -> dict[str, Any]:
+    meta = job["metadata"]
+    job_id = str(job["spec"]["jobId"])
+    name = worker_pod_name(meta["name"], attempt)
+    env = {**settings.worker_environment(), "INGEST_JOB_NAME": meta["name"], "INGEST_LOG_LEVEL": settings.log_level}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {jobs.JOB_ID_LABEL: job_id, jobs.COMPONENT_LABEL: WORKER},
+            "ownerReferences": [{
+                "apiVersion": jobs.API_VERSION, "kind": jobs.KIND, "name": meta["name"], "uid": meta["uid"],
+                "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "serviceAccountName": settings.worker_service_account,
+            "activeDeadlineSeconds": settings.worker_deadline_seconds,
+            "terminationGracePeriodSeconds": 30,
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": WORKER,
+                "image": settings.worker_image,
+                "command": ["python", "-m", "ingest.worker"],
+                "env": [{"name": key, "value": value} for key, value in sorted(env.items())]
+                + [{"name": "INGEST_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                "envFrom": [{"secretRef": {"name": settings.worker_secret}}],
+                "resources": {
+                    "requests": {"cpu": settings.worker_cpu, "memory": settings.worker_memory},
+                    "limits": {"cpu": settings.worker_cpu_limit, "memory": settings.worker_memory_limit},
+                },
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "securityContext": {
+                    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }],
+        },
+    }
+
+
+def failure_reason(pod: dict[str, Any]) -> tuple[str, bool]:
+    """Why a worker Pod failed, in words, and whether another attempt could help."""
+    status = pod.get("status") or {}
+    name = pod["metadata"]["name"]
+    if status.get("reason") == "DeadlineExceeded":
+        deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+        return f"the job ran past its deadline of {deadline} s (INGEST_WORKER_DEADLINE_SECONDS); worker Pod {name} was stopped", False
+    if status.get("reason") == "Evicted":
+        return f"worker Pod {name} was evicted: {status.get('message') or 'no message'}", True
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated:
+            reason = terminated.get("reason") or "Error"
+            message = (terminated.get("message") or "").strip()
+            text = f"worker Pod {name} failed: exit code {terminated.get('exitCode')} ({reason})"
+            if reason == "OOMKilled":
+                text += "; it ran out of memory (INGEST_WORKER_MEMORY_LIMIT)"
+            return (f"{text}: {message}" if message else text), True
+    return f"worker Pod {name} failed: {status.get('message') or status.get('reason') or 'no reason given'}", True

@@ -1,0 +1,63 @@
+"""The sweeper: what no event announces - limits passing, Pods vanishing while nobody watched.
+
+Every `interval` seconds it lists the unfinished jobs and fails the ones that hit a limit: an
+upload that stopped making progress (the API replica died, or the client went silent), a staged
+job whose worker never started, a running job whose worker Pod is gone. All state is in the
+objects, so a restarted operator picks up exactly where the last one stopped.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from ingest import jobs
+from ingest.kube import read_pod
+from ingest.operator.reconcile import Reconciler, in_phase, status_of
+
+log = logging.getLogger(__name__)
+
+
+def age(status: dict[str, Any], field: str = "updated") -> float:
+    moment = jobs.parse_time(status.get(field)) or jobs.now()
+    return (jobs.now() - moment) / datetime.timedelta(seconds=1)
+
+
+def sweep(reconciler: Reconciler) -> None:
+    settings = reconciler.settings
+    for job in reconciler.store.list():
+        status = status_of(job)
+        if status.get("complete") or status.get("state") != jobs.OK or job["metadata"].get("deletionTimestamp"):
+            continue
+        phase = status.get("phase")
+        if phase == jobs.PHASE_UPLOADING and age(status) > settings.upload_stall_seconds:
+            reconciler.fail(job, (
+                f"the upload stalled: no progress for {settings.upload_stall_seconds} s "
+                f"(INGEST_UPLOAD_STALL_SECONDS) after {status.get('uploadedBytes', 0)} bytes"
+            ), in_phase(jobs.PHASE_UPLOADING))
+        elif phase == jobs.PHASE_STAGED and age(status) > settings.start_timeout_seconds:
+            reconciler.fail(job, (
+                f"no worker could be started within {settings.start_timeout_seconds} s (INGEST_START_TIMEOUT_SECONDS)"
+            ), in_phase(jobs.PHASE_STAGED))
+        elif phase == jobs.PHASE_STAGED:
+            reconciler.start_worker(job)
+        elif phase == jobs.PHASE_RUNNING:
+            check_worker(reconciler, job)
+
+
+def check_worker(reconciler: Reconciler, job: dict[str, Any]) -> None:
+    settings = reconciler.settings
+    pod_name = status_of(job).get("workerPod") or ""
+    pod = read_pod(reconciler.client, settings.namespace, pod_name) if pod_name else None
+    if pod is None:
+        reconciler.worker_failed(job, pod_name, f"worker Pod {pod_name} disappeared", True)
+        return
+    phase = (pod.get("status") or {}).get("phase")
+    if phase in ("Succeeded", "Failed"):
+        reconciler.pod_changed(pod)
+    elif phase in (None, "Pending") and age(status_of(job)) > settings.start_timeout_seconds:
+        reconciler.delete_pod(pod_name)
+        reconciler.fail(job, (
+            f"worker Pod {pod_name} did not start within {settings.start_timeout_seconds} s "
+            "(INGEST_START_TIMEOUT_SECONDS)"
+        ), in_phase(jobs.PHASE_RUNNING, pod=pod_name))

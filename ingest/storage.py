@@ -1,0 +1,126 @@
+"""Object storage (the `minio` SDK): the staging bucket, the archive bucket, streaming, rollback.
+
+The service only needs a handful of operations and they must behave the same on MinIO and on the
+local stack's Ceph RADOS Gateway, so this module sticks to what both agree on: idempotent
+"ensure bucket", digests kept as our own object metadata (multipart ETags are not MD5s), and
+failures compared by status class, not by error code.
+"""
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, BinaryIO, Iterable, Mapping
+
+import urllib3
+from minio import Minio
+from minio.commonconfig import CopySource
+from minio.deleteobjects import DeleteObject
+from minio.error import S3Error
+
+from ingest.config import Settings
+
+# Retried by urllib3 below the SDK: connection errors and 5xx answers, with exponential backoff,
+# so a briefly unreachable store costs a pause, not a failed job.
+_RETRIES = urllib3.Retry(
+    total=6, connect=6, read=3, backoff_factor=0.25, backoff_max=8,
+    status_forcelist=(500, 502, 503, 504), allowed_methods=None, raise_on_status=False,
+)
+
+
+def make_client(settings: Settings, *, pool_size: int = 32) -> Minio:
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=10, read=120),
+        maxsize=pool_size,
+        retries=_RETRIES,
+    )
+    return Minio(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+        http_client=http,
+    )
+
+
+def is_missing(error: BaseException) -> bool:
+    return isinstance(error, S3Error) and error.code in {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}
+
+
+class Storage:
+    """The two buckets the service uses, on one S3 endpoint."""
+
+    def __init__(self, settings: Settings, client: Minio | None = None) -> None:
+        self.settings = settings
+        self.minio = client or make_client(settings)
+        self.staging = settings.staging_bucket
+        self.archive = settings.archive_bucket
+
+    def ensure_buckets(self) -> None:
+        """Create both buckets if needed; MinIO says "already owned", RGW says 200: both are fine."""
+        for bucket in (self.staging, self.archive):
+            if self.minio.bucket_exists(bucket):
+                continue
+            try:
+                self.minio.make_bucket(bucket)
+            except S3Error as error:
+                if error.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise
+
+    def put_stream(
+        self, bucket: str, key: str, reader: BinaryIO, *, length: int = -1,
+        metadata: Mapping[str, str] | None = None, parallel: int = 2,
+        content_type: str = "application/octet-stream",
+    ) -> None:
+        """Stream `reader` into `key` in fixed-size parts; an exception from `reader` aborts it."""
+        self.minio.put_object(
+            bucket, key, reader, length, content_type=content_type,
+            metadata=dict(metadata or {}), part_size=self.settings.part_size,
+            num_parallel_uploads=parallel,
+        )
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.minio.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
+    def put_json(self, bucket: str, key: str, document: Any) -> None:
+        data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        self.put_bytes(bucket, key, data, "application/json")
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        response = self.minio.get_object(bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def open_range(self, bucket: str, key: str, offset: int, length: int) -> urllib3.BaseHTTPResponse:
+        """A streaming response for bytes [offset, offset+length); close() and release_conn() it."""
+        return self.minio.get_object(bucket, key, offset=offset, length=length)
+
+    def stat(self, bucket: str, key: str) -> Any | None:
+        try:
+            return self.minio.stat_object(bucket, key)
+        except S3Error as error:
+            if is_missing(error):
+                return None
+            raise
+
+    def copy(self, bucket: str, key: str, source_bucket: str, source_key: str, metadata: Mapping[str, str]) -> None:
+        """Server-side copy (no bytes through us), replacing the metadata with ours."""
+        self.minio.copy_object(
+            bucket, key, CopySource(source_bucket, source_key),
+            metadata=dict(metadata), metadata_directive="REPLACE",
+        )
+
+    def remove(self, bucket: str, keys: Iterable[str]) -> None:
+        """Delete keys in batches; a key that is already gone is not an error."""
+        batch = [DeleteObject(key) for key in keys]
+        for start in range(0, len(batch), 1000):
+            errors = list(self.minio.remove_objects(bucket, batch[start:start + 1000]))
+            real = [error for error in errors if error.code not in {"NoSuchKey", "NoSuchObject"}]
+            if real:
+                raise RuntimeError(f"could not delete {len(real)} objects from {bucket}: {real[0].message}")
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        return [item.object_name for item in self.minio.list_objects(bucket, prefix=prefix, recursive=True)]

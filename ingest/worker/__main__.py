@@ -1,0 +1,66 @@
+"""`python -m ingest.worker`: run one IngestJob's pipeline inside its worker Pod.
+
+Exit 0 means the job's outcome is recorded (complete, failed by the bundle, or cancelled by an
+administrator). Any other exit is a crash the operator may retry; the reason is written to the
+termination-message file, which Kubernetes shows on the Pod and the operator copies into the job.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from ingest import kube
+from ingest.config import Settings
+from ingest.logs import setup_logging
+from ingest.storage import Storage
+from ingest.worker.pipeline import Worker
+
+TERMINATION_LOG = "/dev/termination-log"
+
+
+class Terminated(Exception):
+    """SIGTERM: the Pod is being deleted (administrator FAILED, deadline, node drain)."""
+
+
+def write_termination_message(message: str) -> None:
+    path = Path(os.environ.get("INGEST_TERMINATION_LOG", TERMINATION_LOG))
+    try:
+        path.write_text(message[-4000:])  # Kubernetes keeps at most 4 KiB
+    except OSError:
+        pass
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    setup_logging(settings.log_level)
+    name = os.environ["INGEST_JOB_NAME"]
+    stop = threading.Event()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        stop.set()
+        raise Terminated("the worker Pod was asked to stop (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    client = kube.api_client()
+    worker = Worker(
+        settings=settings, store=kube.JobStore(client, settings.namespace), storage=Storage(settings),
+        client=client, name=name, pod=os.environ.get("INGEST_POD_NAME"), stop=stop,
+    )
+    try:
+        worker.run()
+    except Terminated as error:
+        write_termination_message(str(error))
+        return 143
+    except Exception as error:
+        write_termination_message(f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The pipeline a worker Pod runs for one IngestJob, step by step, all or nothing.
+
+Upload: open tar -> load metadata -> Policy Validation -> ingest files -> ingest metadata.
+Every archive key the job will write is recorded in the staging bucket *before* the first byte is
+written, so a rollback - by this worker, by its next attempt, or by the operator after a crash -
+knows exactly what to remove. A bundle error fails the job at its step (never retried); any other
+error leaves the status to the operator, which retries or fails the job.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from ingest import ids, jobs
+from ingest.bundle import BundleError, Limits, TarIndex, archive_key, final_document, match, parse_metadata
+from ingest.config import Settings
+from ingest.kube import JobStore
+from ingest.storage import Storage, is_missing
+from ingest.worker import peers
+from ingest.worker.reporter import Cancelled, Reporter
+from ingest.worker.transfer import Copy, copy_all, object_metadata
+
+log = logging.getLogger(__name__)
+
+
+class Progress:
+    """Bytes done across parallel copies, reported as the step's percent."""
+
+    def __init__(self, reporter: Reporter, total: int) -> None:
+        self.reporter = reporter
+        self.total = total
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self.done += count
+            done = self.done
+        if self.total:
+            self.reporter.progress(100.0 * done / self.total, bytesDone=done)
+
+
+def rollback(storage: Storage, job_id: int) -> None:
+    """Remove every archive object the job planned to write (they may or may not exist)."""
+    try:
+        planned = json.loads(storage.get_bytes(storage.staging, jobs.planned_keys_key(job_id)))
+    except Exception as error:
+        if is_missing(error):  # nothing planned, so nothing written
+            return
+        raise
+    storage.remove(storage.archive, planned)
+    log.info("job %s: rolled back %d archive keys", job_id, len(planned))
+
+
+class Worker:
+    def __init__(self, *, settings: Settings, store: JobStore, storage: Storage, client: Any, name: str,
+                 pod: str | None, stop: threading.Event) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.client = client
+        self.name = name
+        self.stop = stop
+        self.reporter = Reporter(store, name, pod)
+        self.limits = Limits(max_members=settings.max_members, max_metadata_bytes=settings.max_metadata_bytes)
+
+    def run(self) -> None:
+        """Run the job; a bundle error or a cancellation is handled here, anything else is raised."""
+        job = self.reporter.check()
+        job_id = int(job["spec"]["jobId"])
+        try:
+            if job["spec"]["operation"] == jobs.OPERATION_MOVE:
+                from ingest.worker.move import run_move
+
+                run_move(self, job)
+            else:
+                self.run_upload(job)
+        except BundleError as error:
+            log.info("job %s: FAILED at %s: %s", job_id, error.task, error.message)
+            rollback(self.storage, job_id)
+            self.reporter.failed(error.task, error.message)
+        except Cancelled as reason:
+            log.info("job %s: stopped: %s", job_id, reason)
+            rollback(self.storage, job_id)
+        except BaseException:
+            rollback(self.storage, job_id)
+            raise
+
+    # --- steps shared by upload and move ------------------------------------------------------
+    def reserve_file_ids(self, job: dict[str, Any], count: int) -> int:
+        """One block per job, sized by its Files entries; an earlier attempt's block is reused."""
+        block = (job.get("status") or {}).get("fileIds") or {}
+        if block.get("count") == count and block.get("start"):
+            return int(block["start"])
+        start = ids.reserve(self.client, self.settings.namespace, ids.FILE_IDS, max(count, 1)) if count else 1
+        self.reporter.write({"fileIds": {"start": start, "count": count}})
+        return start
+
+    def policy(self, document: list[Any], user: str | None) -> None:
+        self.reporter.step(jobs.POLICY_VALIDATION, 0.0)
+        if self.settings.policy_url:
+            peers.check_policy(self.settings.policy_url, document, user)
+        self.reporter.step(jobs.POLICY_VALIDATION, 100.0)
+
+    def record_plan(self, job_id: int, keys: list[str]) -> None:
+        """Written before the first archive byte, so whoever rolls back knows every key."""
+        self.storage.put_json(self.storage.staging, jobs.planned_keys_key(job_id), keys)
+
+    def finish(self, job_id: int, document: list[Any], user: str | None) -> None:
+        self.reporter.step(jobs.INGEST_METADATA, 0.0)
+        key = self.settings.metadata_key_template.format(job_id=job_id)
+        self.storage.put_json(self.storage.archive, key, document)
+        if self.settings.metadata_url:
+            peers.ingest_metadata(self.settings.metadata_url, document, user)
+        self.reporter.check()
+        self.reporter.succeeded()
+        self.storage.remove(self.storage.staging, jobs.staged_keys(job_id))
+        log.info("job %s: complete", job_id)
+
+    # --- upload ---------------------------------------------------------------------------
+    def run_upload(self, job: dict[str, Any]) -> None:
+        spec = job["spec"]
+        job_id = int(spec["jobId"])
+        user = spec.get("user")
+        bucket, key = spec["staged"]["bucket"], spec["staged"]["key"]
+
+        self.reporter.step(jobs.OPEN_TAR, 0.0)
+        index = TarIndex.from_json(self.storage.get_bytes(bucket, jobs.staged_index_key(job_id)))
+        self.reporter.step(jobs.OPEN_TAR, 100.0)
+
+        self.reporter.step(jobs.LOAD_METADATA, 0.0)
+        if index.metadata is None:
+            raise BundleError(jobs.LOAD_METADATA, "the bundle has no metadata.txt at its root")
+        manifest = parse_metadata(index.metadata, self.limits)
+        pairs = match(manifest, index)
+        first_id = self.reserve_file_ids(job, len(manifest.files))
+        document = final_document(manifest, job_id, list(range(first_id, first_id + len(manifest.files))))
+        self.reporter.step(jobs.LOAD_METADATA, 100.0, filesTotal=len(manifest.files))
+
+        self.policy(document, user)
+
+        total = sum(member.size for _, member in pairs)
+        self.reporter.step(jobs.INGEST_FILES, 0.0, bytesTotal=total, bytesDone=0)
+        copies = []
+        for position, (entry, member) in enumerate(pairs):
+            file_id = first_id + position
+            copies.append(Copy(
+                label=member.name,
+                key=archive_key(self.settings.archive_key_template, entry, job_id=job_id, file_id=file_id),
+                size=member.size,
+                hashtype=entry.hashtype,
+                hashsum=entry.hashsum,
+                open=lambda member=member: self.storage.open_range(bucket, key, member.data_offset, member.size),
+                metadata=object_metadata(job_id=job_id, file_id=file_id, hashtype=entry.hashtype, hashsum=entry.hashsum),
+                content_type=entry.mimetype or "application/octet-stream",
+            ))
+        metadata_key = self.settings.metadata_key_template.format(job_id=job_id)
+        if metadata_key in {copy.key for copy in copies}:
+            raise BundleError(jobs.LOAD_METADATA, f"a file would be stored as {metadata_key}, where the job's metadata document goes")
+        self.record_plan(job_id, [copy.key for copy in copies] + [metadata_key])
+        progress = Progress(self.reporter, total)
+        copy_all(self.storage, copies, task=jobs.INGEST_FILES, concurrency=self.settings.upload_concurrency,
+                 on_bytes=progress.add, stop=self.stop)
+        self.reporter.step(jobs.INGEST_FILES, 100.0, bytesDone=total, filesDone=len(copies))
+
+        self.finish(job_id, document, user)
