@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Final, Mapping
 
+from ingest.bundle import DEFAULT_LIMITS, Limits
+
 _SA_NAMESPACE_FILE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 MiB: Final = 1024 * 1024
 
@@ -40,6 +42,9 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_MAX_MEMBERS", "1000000", "Most tar members a bundle may hold."),
     Var("INGEST_MAX_METADATA_BYTES", str(64 * MiB), "Largest accepted metadata.txt (or /move document)."),
     Var("INGEST_UPLOAD_CONCURRENCY", "8", "Files a worker uploads in parallel."),
+    Var("INGEST_MOVE_ROOTS", "", "Colon-separated folders /move may take files from (mounted into worker Pods); empty: none."),
+    Var("INGEST_MOVE_REMOVE_SOURCES", "true", "After a successful /move, delete filesystem sources (as upstream)."),
+    Var("INGEST_MOVE_REMOVE_S3_SOURCES", "false", "After a successful /move, delete s3:// sources."),
     Var("INGEST_JOB_ID_BLOCK", "10", "Job ids an API replica reserves at a time."),
     Var("INGEST_API_HOST", "0.0.0.0", "Address the API listens on."),
     Var("INGEST_API_PORT", "8066", "Port the API listens on (Pacifica's)."),
@@ -95,6 +100,9 @@ class Settings:
     max_members: int
     max_metadata_bytes: int
     upload_concurrency: int
+    move_roots: tuple[str, ...]
+    move_remove_sources: bool
+    move_remove_s3_sources: bool
     job_id_block: int
     api_host: str
     api_port: int
@@ -136,6 +144,9 @@ class Settings:
             max_members=int(get("INGEST_MAX_MEMBERS")),
             max_metadata_bytes=int(get("INGEST_MAX_METADATA_BYTES")),
             upload_concurrency=max(1, int(get("INGEST_UPLOAD_CONCURRENCY"))),
+            move_roots=tuple(root for root in get("INGEST_MOVE_ROOTS").split(":") if root),
+            move_remove_sources=_flag(get("INGEST_MOVE_REMOVE_SOURCES")),
+            move_remove_s3_sources=_flag(get("INGEST_MOVE_REMOVE_S3_SOURCES")),
             job_id_block=max(1, int(get("INGEST_JOB_ID_BLOCK"))),
             api_host=get("INGEST_API_HOST"),
             api_port=int(get("INGEST_API_PORT")),
@@ -163,3 +174,11 @@ class Settings:
             for var in ENV
             if var.name not in secret and not var.name.startswith(("INGEST_API_", "INGEST_WORKER_"))
         } | {"INGEST_NAMESPACE": self.namespace}
+
+
+def bundle_limits(settings: Settings) -> Limits:
+    """The bundle limits this deployment enforces (the API while streaming, the worker after)."""
+    return dataclasses.replace(
+        DEFAULT_LIMITS, max_members=settings.max_members, max_metadata_bytes=settings.max_metadata_bytes,
+        max_total_bytes=settings.max_body_bytes,
+    )

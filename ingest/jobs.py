@@ -167,9 +167,8 @@ def state_document(job: Mapping[str, Any]) -> dict[str, Any]:
     state = str(status.get("state") or OK)
     task = str(status.get("task") or UPLOADING)
     percent = status.get("taskPercent", 0.0)
-    complete = status.get("complete")
-    if complete is None:
-        complete = is_complete(state, task, float(percent or 0.0))
+    # An administrator's `kubectl patch` may set FAILED without `complete`: Pacifica's rule decides.
+    complete = bool(status.get("complete")) or is_complete(state, task, float(percent or 0.0))
     created = status.get("created") or (job.get("metadata") or {}).get("creationTimestamp")
     return {
         "job_id": int(spec.get("jobId") or job_id_of((job.get("metadata") or {}).get("name", "")) or 0),

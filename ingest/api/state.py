@@ -100,7 +100,7 @@ def parse_job_id(text: str | None) -> int:
 async def get_state(request: Request) -> JSONResponse:
     text = request.path_params.get("job_id", request.query_params.get("job_id"))
     job_id = parse_job_id(text)
-    document = await request.app.state.cache.lookup(job_id)
+    document = await request.app.state.services.cache.lookup(job_id)
     if document is None:
         raise HTTPException(404, f"job ID {job_id} does not exist.")
     return JSONResponse(document)

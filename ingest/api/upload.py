@@ -23,7 +23,8 @@ from ingest import jobs
 from ingest.api.errors import error_response
 from ingest.api.pipe import Pipe, run_in_thread
 from ingest.api.services import Services
-from ingest.bundle import BundleError, Limits, TarScanner
+from ingest.bundle import BundleError, TarScanner
+from ingest.config import bundle_limits
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ async def ingest(request: Request) -> Response:
     log.info("job %s: upload started (%s bytes declared)", job_id, expected if expected is not None else "unknown")
 
     digest = hashlib.sha256()
-    scanner = TarScanner(Limits(max_members=settings.max_members, max_metadata_bytes=settings.max_metadata_bytes))
+    scanner = TarScanner(bundle_limits(settings))
     pipe = Pipe()
     writer = run_in_thread(
         lambda: pipe.drain_into(lambda source: services.storage.put_stream(services.storage.staging, bundle_key, source)),
@@ -208,7 +209,8 @@ def mark_staged(services: Services, job_id: int, size: int, sha256: str) -> dict
     services.jobs.patch(name, {"spec": {"staged": {"size": size, "sha256": sha256}}})
 
     def decide(job: dict) -> dict | None:
-        if (job.get("status") or {}).get("phase") != jobs.PHASE_UPLOADING:
+        status = job.get("status") or {}
+        if status.get("phase") != jobs.PHASE_UPLOADING or status.get("state") != jobs.OK:
             return None
         return {"phase": jobs.PHASE_STAGED, "uploadedBytes": size, "updated": jobs.rfc3339(jobs.now())}
 

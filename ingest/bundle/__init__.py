@@ -1,0 +1,44 @@
+"""Bundles: the tar the client uploads and the metadata.txt inside it. Pure logic, no I/O.
+
+The API pushes the upload through a `TarScanner` and stores the resulting `TarIndex`; the worker
+loads the index, parses metadata.txt into a `Manifest` (`parse_metadata`), pairs each Files entry
+with its member (`match`), reads and hashes the members (`digests.hasher`), stores them under
+`FileEntry.key(...)`, and writes `final_document(...)`. Every bad input is a `BundleError` whose
+`task` is the Pacifica step to fail. Nothing here touches the network, Kubernetes or storage.
+"""
+from .digests import ALGORITHMS, DEFAULT_HASHTYPE, hasher, normalise_hashsum, normalise_hashtype
+from .errors import BUNDLE_TASKS, BundleError
+from .limits import DEFAULT_LIMITS, Limits
+from .metadata import FileEntry, Manifest, final_document, parse_metadata, parse_move_document
+from .names import DEFAULT_KEY_TEMPLATE, archive_key, check_key_template, entry_path, normalise_member_name
+from .plan import archive_keys, match
+from .tarstream import METADATA_NAME, Member, MemberType, TarIndex, TarScanner
+
+__all__ = [
+    "ALGORITHMS",
+    "BUNDLE_TASKS",
+    "DEFAULT_HASHTYPE",
+    "DEFAULT_KEY_TEMPLATE",
+    "DEFAULT_LIMITS",
+    "METADATA_NAME",
+    "BundleError",
+    "FileEntry",
+    "Limits",
+    "Manifest",
+    "Member",
+    "MemberType",
+    "TarIndex",
+    "TarScanner",
+    "archive_key",
+    "archive_keys",
+    "check_key_template",
+    "entry_path",
+    "final_document",
+    "hasher",
+    "match",
+    "normalise_hashsum",
+    "normalise_hashtype",
+    "normalise_member_name",
+    "parse_metadata",
+    "parse_move_document",
+]

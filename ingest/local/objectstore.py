@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,6 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +56,7 @@ __all__ = [
     "DEFAULT_ACCESS_KEY",
     "DEFAULT_SECRET_KEY",
     "ObjectStore",
+    "DaemonExited",
     "ObjectStoreError",
     "default_cache_dir",
     "ensure_installed",
@@ -61,6 +64,8 @@ __all__ = [
     "free_port",
     "main",
 ]
+
+log = logging.getLogger(__name__)
 
 PACKAGES = ("radosgw", "ceph-mon", "ceph-osd")
 REGION = "us-east-1"
@@ -72,11 +77,16 @@ GIB = 1024**3
 _MARKER = ".ingest-complete"
 _DAEMONS = ("mon.a", "osd.0", "client.rgw.a")  # start order; stopped in reverse
 _BINARIES = {"mon.a": "ceph-mon", "osd.0": "ceph-osd", "client.rgw.a": "radosgw"}
+_TOOLS = ("radosgw", "radosgw-admin", "ceph-mon", "ceph-osd", "ceph", "monmaptool", "ceph-authtool")
 _DEBIAN_PYTHON = "/usr/bin/python3.11"  # the ceph CLI is Python, built against Debian's 3.11
 
 
 class ObjectStoreError(RuntimeError):
     """The store could not be installed, started or stopped; the message says where to look."""
+
+
+class DaemonExited(ObjectStoreError):
+    """A daemon died while the store was starting."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,9 +126,11 @@ def ensure_installed(cache_dir: Path | None = None) -> Path:
             staging.mkdir()
             for deb in debs:
                 _run(["dpkg", "-x", str(deb), str(staging)])
-            missing = [b for b in ("radosgw", "ceph-mon", "ceph-osd") if not (staging / "usr/bin" / b).exists()]
+            missing = [tool for tool in _TOOLS if not (staging / "usr/bin" / tool).exists()]
             if missing:
                 raise ObjectStoreError(f"unpacked packages lack {missing} (installed system-wide?)")
+            # Catch a missing shared library now, not at the first start.
+            _run([str(staging / "usr/bin/radosgw"), "--version"], env=_tool_env(staging))
             (staging / _MARKER).write_text(json.dumps(sorted(d.name for d in debs), indent=1) + "\n")
             os.rename(staging, root)
         finally:
@@ -173,7 +185,7 @@ def _apt_download(packages: list[str], dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path):  # type: ignore[no-untyped-def]
+def _locked(path: Path) -> Iterator[None]:
     with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -287,19 +299,37 @@ class ObjectStore:
         self._root = ensure_installed(self.cache_dir)
         self._check_disk()
         if self.running():
+            ports = {k: v for k, v in (self._read_state() or {}).items() if k in ("port", "mon_port")}
+            if ports != {"port": self.port, "mon_port": self.mon_port}:
+                raise ObjectStoreError(f"{self.data_dir} is already running with {ports}; stop it first")
             self._wait_s3(deadline)
             return
         self.stop()  # a partly running earlier start
+        for port in (self.port, self.mon_port):
+            if not _port_free(port):
+                raise ObjectStoreError(f"port {port} on 127.0.0.1 is in use by another program")
         for sub in ("run", "log"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
-        state = self._read_state()
-        if state is None:
-            state = self._create(deadline)
-        elif state["mon_port"] != self.mon_port:
-            self._move_monitor(state)
-        self._write_state({**state, "mon_port": self.mon_port, "port": self.port})
-        self._write_conf(state)
         try:
+            self._start_once(deadline)
+        except DaemonExited as exc:  # Ceph daemons now and then trip over a race at init: once more
+            self.stop()
+            if time.monotonic() > deadline:
+                raise
+            log.warning("object store: %s; starting again", str(exc).splitlines()[0])
+            self._start_once(deadline)
+
+    def _start_once(self, deadline: float) -> None:
+        try:
+            old = self._read_state()
+            if old is None:
+                state = self._create(deadline)
+            else:
+                state = old
+                if state["mon_port"] != self.mon_port:
+                    self._move_monitor(state)
+            self._write_state(state)
+            self._write_conf(state)
             for name in _DAEMONS:
                 if name not in self.pids():
                     self._start_daemon(name)
@@ -356,14 +386,29 @@ class ObjectStore:
         state: dict[str, object] = {"fsid": str(uuid.uuid4()), "osd_uuid": str(uuid.uuid4())}
         self._write_conf(state)
         monmap, keyring = self.data_dir / "monmap", self.data_dir / "keyring"
-        self._tool("ceph-authtool", "--create-keyring", str(keyring), "--gen-key", "-n", "mon.", "--cap", "mon", "allow *")
-        self._tool("monmaptool", "--create", "--add", "a", f"v1:127.0.0.1:{self.mon_port}",
-                   "--fsid", str(state["fsid"]), str(monmap))  # fmt: skip
-        self._tool("ceph-mon", "-c", str(self._conf), "--mkfs", "-i", "a", "--monmap", str(monmap), "--keyring", str(keyring))
+        self._tool(
+            "ceph-authtool", "--create-keyring", str(keyring), "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"
+        )
+        self._tool(
+            "monmaptool",
+            "--create",
+            "--add",
+            "a",
+            f"v1:127.0.0.1:{self.mon_port}",
+            "--fsid",
+            str(state["fsid"]),
+            str(monmap),
+        )
+        self._tool(
+            "ceph-mon", "-c", str(self._conf), "--mkfs", "-i", "a", "--monmap", str(monmap), "--keyring", str(keyring)
+        )
         self._start_daemon("mon.a")
         osd_id = self._ceph("osd", "create", str(state["osd_uuid"]), deadline=deadline).strip()
         if osd_id != "0":
             raise ObjectStoreError(f"expected OSD id 0, the monitor gave {osd_id!r}")
+        # Placed in CRUSH here, not by the OSD at boot: its own mon commands at init race with its
+        # monmap ("wrong fsid") now and then, and a failed one makes it exit.
+        self._ceph("osd", "crush", "add", "osd.0", "1.0", "root=default", "host=local", deadline=deadline)
         self._tool("ceph-osd", "-c", str(self._conf), "-i", "0", "--mkfs", "--osd-uuid", str(state["osd_uuid"]))
         self._start_daemon("osd.0")
         self._write_state(state)  # from here on, later starts reuse the cluster
@@ -372,24 +417,51 @@ class ObjectStore:
     def _move_monitor(self, state: dict[str, object]) -> None:
         """The monitor's address is in its monmap: rewrite it for a new ``mon_port``."""
         monmap = self.data_dir / "monmap"
-        self._tool("monmaptool", "--create", "--clobber", "--add", "a", f"v1:127.0.0.1:{self.mon_port}",
-                   "--fsid", str(state["fsid"]), str(monmap))  # fmt: skip
+        self._tool(
+            "monmaptool",
+            "--create",
+            "--clobber",
+            "--add",
+            "a",
+            f"v1:127.0.0.1:{self.mon_port}",
+            "--fsid",
+            str(state["fsid"]),
+            str(monmap),
+        )
         self._write_conf(state)
         self._tool("ceph-mon", "-c", str(self._conf), "-i", "a", "--inject-monmap", str(monmap))
 
     def _ensure_user(self) -> None:
         info = subprocess.run(
             self._cmd("radosgw-admin", "user", "info", f"--uid={S3_UID}"),
-            env=self._env(), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
         if info.returncode != 0:
-            self._tool("radosgw-admin", "user", "create", f"--uid={S3_UID}", "--display-name=ingest local",
-                       f"--access-key={self.access_key}", f"--secret={self.secret_key}")  # fmt: skip
+            self._tool(
+                "radosgw-admin",
+                "user",
+                "create",
+                f"--uid={S3_UID}",
+                "--display-name=ingest local",
+                f"--access-key={self.access_key}",
+                f"--secret={self.secret_key}",
+            )
             return
         keys = {k["access_key"]: k["secret_key"] for k in json.loads(info.stdout).get("keys", [])}
         if keys.get(self.access_key) != self.secret_key:
-            self._tool("radosgw-admin", "key", "create", f"--uid={S3_UID}", "--key-type=s3",
-                       f"--access-key={self.access_key}", f"--secret-key={self.secret_key}")  # fmt: skip
+            self._tool(
+                "radosgw-admin",
+                "key",
+                "create",
+                f"--uid={S3_UID}",
+                "--key-type=s3",
+                f"--access-key={self.access_key}",
+                f"--secret-key={self.secret_key}",
+            )
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -419,7 +491,7 @@ class ObjectStore:
     def _check_alive(self) -> None:
         dead = [name for name in _DAEMONS if self._pid_file(name).exists() and self._pid(name) is None]
         if dead:
-            raise ObjectStoreError(f"{', '.join(dead)} exited; {self._log_hint()}")
+            raise DaemonExited(f"{', '.join(dead)} exited; {self._log_hint()}")
 
     def _log_hint(self) -> str:
         tails = []
@@ -441,12 +513,16 @@ class ObjectStore:
         with open(out, "ab") as fh:
             proc = subprocess.run(
                 self._cmd(_BINARIES[name], "-c", str(self._conf), *who),
-                env=self._env(), stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, timeout=120,
-            )  # fmt: skip
+                env=self._env(),
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=fh,
+                timeout=120,
+            )
         if proc.returncode != 0:
-            raise ObjectStoreError(f"{name} exited {proc.returncode}; see {out}; {self._log_hint()}")
+            raise DaemonExited(f"{name} exited {proc.returncode}; see {out}; {self._log_hint()}")
         if self._pid(name) is None:
-            raise ObjectStoreError(f"{name} did not stay up; {self._log_hint()}")
+            raise DaemonExited(f"{name} did not stay up; {self._log_hint()}")
 
     def _pid_file(self, name: str) -> Path:
         return self.data_dir / "run" / f"{name}.pid"
@@ -486,9 +562,14 @@ class ObjectStore:
         d = self.data_dir
         self._conf.write_text(
             _CONF_TEMPLATE.format(
-                fsid=state["fsid"], mon_port=self.mon_port, port=self.port, data=d, lib=lib,
-                block_size=self.block_size, gc_wait=GC_WAIT_SECONDS,
-            )  # fmt: skip
+                fsid=state["fsid"],
+                mon_port=self.mon_port,
+                port=self.port,
+                data=d,
+                lib=lib,
+                block_size=self.block_size,
+                gc_wait=GC_WAIT_SECONDS,
+            )
         )
 
     def _check_disk(self) -> None:
@@ -504,15 +585,7 @@ class ObjectStore:
 
     def _env(self) -> dict[str, str]:
         assert self._root is not None
-        r = self._root
-        env = dict(os.environ)
-        libs = [r / "usr/lib/x86_64-linux-gnu", r / "usr/lib/x86_64-linux-gnu/ceph", r / "lib/x86_64-linux-gnu"]
-        env["LD_LIBRARY_PATH"] = os.pathsep.join([*map(str, libs), *filter(None, [env.get("LD_LIBRARY_PATH")])])
-        env["PATH"] = os.pathsep.join([str(r / "usr/bin"), str(r / "usr/sbin"), env.get("PATH", "")])
-        env["PYTHONPATH"] = str(r / "usr/lib/python3/dist-packages")
-        env.pop("CEPH_CONF", None)
-        env.pop("CEPH_ARGS", None)
-        return env
+        return _tool_env(self._root)
 
     def _cmd(self, tool: str, *args: str) -> list[str]:
         assert self._root is not None
@@ -526,9 +599,40 @@ class ObjectStore:
 
     def _ceph(self, *args: str, deadline: float) -> str:
         assert self._root is not None
+        if not Path(_DEBIAN_PYTHON).exists():
+            raise ObjectStoreError(f"the ceph CLI needs Debian's {_DEBIAN_PYTHON} (apt-get install python3.11)")
         left = max(5, int(deadline - time.monotonic()))
-        cmd = [_DEBIAN_PYTHON, str(self._root / "usr/bin/ceph"), "-c", str(self._conf), f"--connect-timeout={left}", *args]
+        cmd = [
+            _DEBIAN_PYTHON,
+            str(self._root / "usr/bin/ceph"),
+            "-c",
+            str(self._conf),
+            f"--connect-timeout={left}",
+            *args,
+        ]
         return _run(cmd, env=self._env(), timeout=left + 10).stdout
+
+
+def _tool_env(root: Path) -> dict[str, str]:
+    """The environment in which the unpacked binaries find their libraries and Python modules."""
+    env = dict(os.environ)
+    libs = [root / "usr/lib/x86_64-linux-gnu", root / "usr/lib/x86_64-linux-gnu/ceph", root / "lib/x86_64-linux-gnu"]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([*map(str, libs), *filter(None, [env.get("LD_LIBRARY_PATH")])])
+    env["PATH"] = os.pathsep.join([str(root / "usr/bin"), str(root / "usr/sbin"), env.get("PATH", "")])
+    env["PYTHONPATH"] = str(root / "usr/lib/python3/dist-packages")
+    env.pop("CEPH_CONF", None)
+    env.pop("CEPH_ARGS", None)
+    return env
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemons do: TIME_WAIT is fine
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _alive(pid: int) -> bool:
@@ -584,6 +688,8 @@ osd pool default pgp num = 8
 osd pool default pg autoscale mode = off
 mon allow pool size one = true
 mon max pg per osd = 1000
+# One monitor: commit map changes at once instead of batching them for a second (pool creation).
+paxos propose interval = 0.05
 mon warn on pool no redundancy = false
 mon warn on insecure global id reclaim allowed = false
 # The monitor warns below this free disk (default 30 %); it stops below mon data avail crit (5 %).
@@ -596,6 +702,8 @@ mon data = {data}/mon
 
 [osd]
 osd data = {data}/osd
+osd crush update on start = false
+osd class update on start = false
 osd objectstore = bluestore
 bluestore block create = true
 bluestore block size = {block_size}
@@ -627,8 +735,11 @@ rgw enable usage log = false
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingest.local.objectstore", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("up", "down", "status", "ceph", "radosgw-admin", "rados"),
-                        help="up (foreground), down, status; or run a Ceph tool against the cluster")  # fmt: skip
+    parser.add_argument(
+        "command",
+        choices=("up", "down", "status", "ceph", "radosgw-admin", "rados"),
+        help="up (foreground), down, status; or run a Ceph tool against the cluster",
+    )
     parser.add_argument("--data", type=Path, required=True, help="cluster folder (created on first up)")
     parser.add_argument("--port", type=int, help="S3 port (default: last used, else 9000)")
     parser.add_argument("--mon-port", type=int, help="monitor port (default: last used, else a free port)")
@@ -671,9 +782,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         store.start(timeout=args.timeout)
-        print(f"S3 at http://{store.endpoint} (region {REGION}) access key {store.access_key!r}, "
-              f"secret key {store.secret_key!r}; up in {time.monotonic() - t0:.1f} s; Ctrl-C stops it",
-              flush=True)  # fmt: skip
+        print(
+            f"S3 at http://{store.endpoint} (region {REGION}) access key {store.access_key!r}, "
+            f"secret key {store.secret_key!r}; up in {time.monotonic() - t0:.1f} s; Ctrl-C stops it",
+            flush=True,
+        )
         while not stop.wait(1.0):
             if not store.running():
                 print(f"a daemon exited: {store.pids()}", file=sys.stderr)

@@ -32,6 +32,10 @@ def reconciler() -> Reconciler:
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
+    # kopf logs every handled event at INFO; with one status patch a second per job that drowns
+    # the operator's own lines.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     settings.execution.max_workers = 16
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60

@@ -81,7 +81,7 @@ class Reconciler:
                 events.post(self.client, job, "Staged", f"bundle staged ({size} bytes)" if size is not None else "staged")
             elif now[0] == jobs.PHASE_SUCCEEDED:
                 events.post(self.client, job, "Completed", "ingest complete")
-        if before is not None and before[1] != now[1] and now[2] == jobs.OK:
+        if before is not None and before[1] != now[1] and now[2] == jobs.OK and now[1] != jobs.UPLOADING:
             events.post(self.client, job, "Step", f"{now[1]} started")
 
     def forget(self, name: str) -> None:
@@ -105,7 +105,7 @@ class Reconciler:
         } if in_phase(jobs.PHASE_STAGED)(current) and int(status_of(current).get("attempts") or 0) + 1 == attempt else None)
         if written and status_of(written).get("workerPod") == pod_name:
             log.info("job %s: worker Pod %s started (attempt %d)", name, pod_name, attempt)
-            events.post(self.client, job, "WorkerStarted", f"worker Pod {pod_name} created (attempt {attempt} of {self.settings.worker_attempts})")
+            events.post(self.client, job, "WorkerStarted", f"worker Pod {pod_name} created (attempt {attempt})")
         else:  # the job moved on while we created the Pod: it is not wanted
             self.delete_pod(pod_name)
 
@@ -171,14 +171,15 @@ class Reconciler:
         if not guard(job):
             return
         attempts = int(status_of(job).get("attempts") or 0)
-        if retryable and attempts < self.settings.worker_attempts:
+        allowed = int(status_of(job).get("maxAttempts") or self.settings.worker_attempts)
+        if retryable and attempts < allowed:
             written = self.store.update_status(name, lambda current: {
                 "phase": jobs.PHASE_STAGED, "updated": jobs.rfc3339(jobs.now()),
                 "exception": f"attempt {attempts} failed: {message}",
             } if guard(current) else None)
             if written and status_of(written).get("phase") == jobs.PHASE_STAGED:
-                log.warning("job %s: %s; retrying (attempt %d of %d)", name, message, attempts + 1, self.settings.worker_attempts)
-                events.post(self.client, job, "Retrying", f"{message}; retrying (attempt {attempts + 1} of {self.settings.worker_attempts})", warning=True)
+                log.warning("job %s: %s; retrying (attempt %d of %d)", name, message, attempts + 1, allowed)
+                events.post(self.client, job, "Retrying", f"{message}; retrying (attempt {attempts + 1} of {allowed})", warning=True)
                 self.start_worker(written)
             return
         self.fail(job, message if not retryable else f"{message} (after {attempts} attempts)", guard)

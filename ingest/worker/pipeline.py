@@ -14,8 +14,8 @@ import threading
 from typing import Any
 
 from ingest import ids, jobs
-from ingest.bundle import BundleError, Limits, TarIndex, archive_key, final_document, match, parse_metadata
-from ingest.config import Settings
+from ingest.bundle import BundleError, TarIndex, final_document, match, parse_metadata
+from ingest.config import Settings, bundle_limits
 from ingest.kube import JobStore
 from ingest.storage import Storage, is_missing
 from ingest.worker import peers
@@ -64,7 +64,7 @@ class Worker:
         self.name = name
         self.stop = stop
         self.reporter = Reporter(store, name, pod)
-        self.limits = Limits(max_members=settings.max_members, max_metadata_bytes=settings.max_metadata_bytes)
+        self.limits = bundle_limits(settings)
 
     def run(self) -> None:
         """Run the job; a bundle error or a cancellation is handled here, anything else is raised."""
@@ -131,8 +131,6 @@ class Worker:
         self.reporter.step(jobs.OPEN_TAR, 100.0)
 
         self.reporter.step(jobs.LOAD_METADATA, 0.0)
-        if index.metadata is None:
-            raise BundleError(jobs.LOAD_METADATA, "the bundle has no metadata.txt at its root")
         manifest = parse_metadata(index.metadata, self.limits)
         pairs = match(manifest, index)
         first_id = self.reserve_file_ids(job, len(manifest.files))
@@ -148,7 +146,7 @@ class Worker:
             file_id = first_id + position
             copies.append(Copy(
                 label=member.name,
-                key=archive_key(self.settings.archive_key_template, entry, job_id=job_id, file_id=file_id),
+                key=entry.key(job_id=job_id, template=self.settings.archive_key_template, file_id=file_id),
                 size=member.size,
                 hashtype=entry.hashtype,
                 hashsum=entry.hashsum,

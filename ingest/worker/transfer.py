@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import hashlib
 import threading
 from typing import BinaryIO, Callable, Iterable
 
-from ingest.bundle import BundleError
+from ingest.bundle import BundleError, hasher
 from ingest.storage import Storage
 
 
@@ -45,7 +44,7 @@ class VerifyingReader:
         self.task = task
         self.on_bytes = on_bytes
         self.stop = stop
-        self.hash = hashlib.new(copy.hashtype)
+        self.hash = hasher(copy.hashtype)()
         self.count = 0
         self.verified = False
 

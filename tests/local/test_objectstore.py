@@ -8,9 +8,9 @@ import os
 import random
 import shutil
 import time
+import typing
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import urllib3
@@ -138,7 +138,8 @@ def test_multipart_upload_of_unknown_length(client: Minio, bucket: str) -> None:
             digest.update(data)
             yield data
 
-    client.put_object(bucket, "big/blob.bin", GeneratorReader(chunks()), length=-1, part_size=16 * MIB)
+    reader = typing.cast(typing.BinaryIO, GeneratorReader(chunks()))
+    client.put_object(bucket, "big/blob.bin", reader, length=-1, part_size=16 * MIB)
     assert client.stat_object(bucket, "big/blob.bin").size == BIG_SIZE
 
     for offset, length in ((0, 10), (CHUNK - 7, 20), (37 * CHUNK + 12345, 3 * CHUNK), (BIG_SIZE - 5, 5)):

@@ -1,0 +1,63 @@
+"""The local stack, started once for the integration tests, on free ports in a temporary folder.
+
+It is the same `ingest-local` stack as `make run`: the Kubernetes API emulator, the S3 server, the
+pod runner, the operator and the API, each a real process spoken to over real sockets.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+from minio import Minio
+
+from ingest.local.launcher import Stack, parse_ports
+
+# Short limits so the tests of stuck jobs run in seconds; everything else is the default.
+TEST_SETTINGS = {
+    "INGEST_UPLOAD_STALL_SECONDS": "6",
+    "INGEST_WORKER_ATTEMPTS": "2",
+    "INGEST_JOB_ID_BLOCK": "5",
+}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    directory = Path(os.environ.get("INGEST_TEST_STACK_DIR") or tmp_path_factory.mktemp("stack"))
+    local = Stack(directory, ports=parse_ports("auto"), env=dict(TEST_SETTINGS))
+    try:
+        local.up()
+        yield local
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api_url, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def s3(stack: Stack) -> Minio:
+    config = stack.s3()
+    return Minio(config["endpoint"], access_key=config["access_key"], secret_key=config["secret_key"],
+                 secure=config["secure"], region="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def kubectl(stack: Stack) -> Callable[..., subprocess.CompletedProcess]:
+    binary = Path(os.__file__).parents[3] / "bin" / "kubectl"
+
+    def run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        env = dict(os.environ, KUBECONFIG=str(stack.kubeconfig()))
+        result = subprocess.run([str(binary) if binary.exists() else "kubectl", *args], env=env, capture_output=True,
+                                text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    return run

@@ -1,0 +1,80 @@
+"""POST /upload to files in the archive, through the whole local stack, as a Pacifica client sees it."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import httpx
+import pytest
+from minio import Minio
+
+from tests.integration.bundles import TRANSACTION, bundle, files_entry, tar_bytes
+from tests.integration.helpers import archive_keys, upload, wait_complete
+
+pytestmark = pytest.mark.stack
+
+
+def test_root_answers_like_pacifica(api: httpx.Client) -> None:
+    assert api.get("/").json() == {"message": "Pacifica Ingest Up and Running"}
+
+
+def test_bundle_is_ingested_and_files_are_in_the_archive(api: httpx.Client, s3: Minio) -> None:
+    files = {"mywork/experiment/notes.txt": b"hello\n", "mywork/raw/data.bin": bytes(range(256)) * 1000,
+             "empty.txt": b"", "ünïcødé/файл.txt": "unicode works".encode()}
+    body, metadata = bundle(files)
+    accepted = upload(api, body)
+    assert accepted["state"] == "OK" and accepted["task"] == "UPLOADING"
+    assert set(accepted) == {"job_id", "state", "task", "task_percent", "complete", "updated", "created", "exception"}
+    final = wait_complete(api, accepted["job_id"])
+    assert (final["state"], final["task"], final["task_percent"], final["complete"]) == ("OK", "ingest metadata", "100.0", True)
+    job_id = final["job_id"]
+    for path, data in files.items():
+        response = s3.get_object("ingest-archive", f"{job_id}/{path}")
+        assert response.read() == data
+        stat = s3.stat_object("ingest-archive", f"{job_id}/{path}")
+        assert stat.metadata["x-amz-meta-hashsum"] == hashlib.sha1(data).hexdigest()
+    document = json.loads(s3.get_object("ingest-archive", f"{job_id}/metadata.json").read())
+    ids = [entry["_id"] for entry in document if entry["destinationTable"] == "Files"]
+    assert len(ids) == len(set(ids)) == len(files) and all(isinstance(value, int) for value in ids)
+    assert {"destinationTable": "Transactions._id", "value": job_id} in document
+
+
+def test_get_state_by_path_and_errors(api: httpx.Client) -> None:
+    body, _ = bundle({"a.txt": b"a"})
+    job_id = upload(api, body)["job_id"]
+    assert api.get(f"/get_state/{job_id}").json()["job_id"] == job_id
+    missing = api.get("/get_state", params={"job_id": 987654321})
+    assert missing.status_code == 404
+    assert missing.json()["message"] == "job ID 987654321 does not exist."
+    assert api.get("/get_state").status_code == 400
+    assert api.get("/get_state", params={"job_id": "abc"}).status_code == 400
+    assert api.put("/upload").status_code == 405
+
+
+@pytest.mark.parametrize("case, body, task, words", [
+    ("not a tar", b"this is not a tar archive at all" * 40, "open tar", ["not a tar"]),
+    ("empty", b"", "open tar", ["empty"]),
+    ("gzip", b"\x1f\x8b\x08\x00" + bytes(600), "open tar", ["compressed"]),
+    ("no metadata", tar_bytes([("data/a.txt", b"a")]), "load metadata", ["metadata.txt"]),
+    ("invalid json", tar_bytes([("metadata.txt", b"[{\"destinationTable\": ")]), "load metadata", ["JSON", "line"]),
+    ("not a list", tar_bytes([("metadata.txt", b"{}")]), "load metadata", ["list"]),
+    ("no destinationTable", tar_bytes([("metadata.txt", b"[{\"value\": 1}]")]), "load metadata", ["destinationTable"]),
+])
+def test_bad_bundles_fail_at_their_step(api: httpx.Client, s3: Minio, case: str, body: bytes, task: str, words: list[str]) -> None:
+    job_id = upload(api, body)["job_id"]
+    final = wait_complete(api, job_id)
+    assert (final["state"], final["task"], final["complete"]) == ("FAILED", task, True), final
+    for word in words:
+        assert word.lower() in final["exception"].lower(), final["exception"]
+    assert archive_keys(s3, job_id) == []
+
+
+def test_digest_mismatch_fails_and_rolls_back(api: httpx.Client, s3: Minio) -> None:
+    good = b"good bytes"
+    metadata = TRANSACTION + [files_entry("a.txt", "x", good), files_entry("b.txt", "x", b"what was promised")]
+    body = tar_bytes([("data/x/a.txt", good), ("data/x/b.txt", b"what was sent!!!!"), ("metadata.txt", json.dumps(metadata).encode())])
+    job_id = upload(api, body)["job_id"]
+    final = wait_complete(api, job_id)
+    assert (final["state"], final["task"]) == ("FAILED", "ingest files"), final
+    assert "b.txt" in final["exception"]
+    assert archive_keys(s3, job_id) == []
