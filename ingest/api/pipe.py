@@ -107,9 +107,18 @@ def run_in_thread(function: Callable[[], Any], name: str) -> asyncio.Future[Any]
         try:
             result = function()
         except BaseException as error:  # handed to the awaiting coroutine
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_exception(error))
+            loop.call_soon_threadsafe(_settle, future, None, error)
         else:
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(result))
+            loop.call_soon_threadsafe(_settle, future, result, None)
 
     threading.Thread(target=target, name=name, daemon=True).start()
     return future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

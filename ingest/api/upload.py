@@ -28,7 +28,9 @@ from ingest.config import bundle_limits
 
 log = logging.getLogger(__name__)
 
-ACCEPTED_TYPES = {"", "application/octet-stream", "application/x-tar", "application/tar"}
+# Pacifica's clients send application/octet-stream; curl's --data-binary sends a form type. A JSON
+# or multipart body is a client that meant another endpoint (or wraps the tar): tell it so.
+REFUSED_TYPES = {"application/json", "multipart/form-data", "text/plain"}
 PROGRESS_INTERVAL = 5.0
 
 
@@ -73,9 +75,9 @@ def declared_length(request: Request, limit: int) -> int | None:
 
 def check_content_type(request: Request) -> None:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in ACCEPTED_TYPES:
+    if content_type in REFUSED_TYPES:
         raise HTTPException(
-            415, f"a bundle is an uncompressed tar sent as application/octet-stream or application/x-tar, not {content_type}"
+            415, f"a bundle is an uncompressed tar sent as the raw body (application/octet-stream or application/x-tar), not {content_type}"
         )
 
 

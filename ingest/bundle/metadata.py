@@ -30,7 +30,7 @@ import json
 import math
 from typing import Any, Final, Sequence
 
-from ingest.jobs import INGEST_FILES, LOAD_METADATA, MOVE_FILES
+from ingest.jobs import LOAD_METADATA, MOVE_FILES
 
 from .digests import normalise_hashsum, normalise_hashtype
 from .errors import BundleError
@@ -180,6 +180,7 @@ def _parse(raw: bytes, *, limits: Limits, source_name: str, move: bool) -> Manif
 
 
 def _decode(raw: bytes, *, limits: Limits, source_name: str) -> Any:
+    raw = raw if isinstance(raw, bytes) else bytes(raw)
     if len(raw) > limits.max_metadata_bytes:
         raise BundleError(
             LOAD_METADATA,
@@ -187,7 +188,7 @@ def _decode(raw: bytes, *, limits: Limits, source_name: str) -> Any:
             "(max_metadata_bytes)",
         )
     try:
-        text = bytes(raw).decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         raise BundleError(

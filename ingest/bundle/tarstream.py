@@ -24,6 +24,13 @@ blocks are copied (512 bytes each), plus the extension payloads (bounded by
 `max_extended_header_bytes`) and the metadata.txt bytes (bounded by `max_metadata_bytes`). Memory
 is O(index), never O(bundle).
 
+Names and metadata.txt: member names are decoded as strict UTF-8 (anything else is refused) and
+normalised by `names.normalise_member_name` (`./data//a` -> `data/a`). The root metadata.txt is the
+member whose *normalised* name is `metadata.txt`, so `./metadata.txt` (what `tar -C dir -cf - .`
+writes) counts too. Upstream accepts only the exact name; accepting both breaks no client that
+works upstream, and a bundle holding both is refused as ambiguous (`load metadata`), as is a
+metadata.txt that is not a regular file. Its bytes are the only member data the scanner keeps.
+
 Strictness: the end-of-archive marker (two zero blocks) must be present and only zero bytes may
 follow it (the record padding tar writers add); a lone zero block followed by more headers (two
 tars concatenated, or damage) is refused rather than guessed at. A tar without any member is
@@ -472,15 +479,20 @@ class TarScanner:
             if block[257:263] == _POSIX_MAGIC and block[345] != 0:
                 raw = _nts(block[345:500]) + b"/" + raw
             name = _decode_name(raw, offset, "member name")
+        # Messages about the member use header_offset, the offset its index record will carry.
         if "\x00" in name:
-            raise BundleError(OPEN_TAR, f"the tar member name at offset {offset} contains a NUL byte: {name!r}")
+            raise BundleError(
+                OPEN_TAR, f"the tar member name at offset {header_offset} contains a NUL byte: {name[:80]!r}"
+            )
         if ext.get("sparse"):
             raise BundleError(
                 OPEN_TAR,
-                f"the tar member {name!r} at offset {offset} is a sparse file (GNU.sparse PAX records); "
-                "sparse members are not supported (create the tar without --sparse)",
+                f"the tar member {name[:200]!r} at offset {header_offset} is a sparse file (GNU.sparse PAX "
+                "records); sparse members are not supported (create the tar without --sparse)",
             )
-        check_name_limits(name, limits=self._limits, what=f"the tar member name at offset {offset}", task=OPEN_TAR)
+        check_name_limits(
+            name, limits=self._limits, what=f"the tar member name at offset {header_offset}", task=OPEN_TAR
+        )
 
         kind = _TYPEFLAGS.get(typeflag, MemberType.OTHER)
         if typeflag == b"\x00" and name.endswith("/"):
@@ -492,7 +504,7 @@ class TarScanner:
         if data_offset + _padded(data_size) > self._limits.max_total_bytes:
             raise BundleError(
                 OPEN_TAR,
-                f"the tar member {name!r} at offset {offset} declares {data_size} bytes, which takes "
+                f"the tar member {name!r} at offset {header_offset} declares {data_size} bytes, which takes "
                 f"the bundle over the limit of {self._limits.max_total_bytes} bytes (max_total_bytes)",
             )
         linkname = ext.get("linkpath") or ext.get("longlink") or _nts(block[157:257]).decode("utf-8", "replace")
@@ -609,7 +621,7 @@ def _decode_name(raw: bytes, offset: int, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BundleError(
-            OPEN_TAR, f"the tar {what} at offset {offset} is not valid UTF-8: {raw[:120]!r}"
+            OPEN_TAR, f"the tar {what} at offset {offset} is not valid UTF-8: {raw[:48]!r}"
         ) from None
 
 
@@ -665,7 +677,7 @@ def _parse_pax(payload: bytes, offset: int, *, is_global: bool) -> dict[str, Any
             text = value.decode("utf-8")
         except UnicodeDecodeError:
             raise BundleError(
-                OPEN_TAR, f"the {header} at offset {offset} has a {key} that is not valid UTF-8: {value[:120]!r}"
+                OPEN_TAR, f"the {header} at offset {offset} has a {key} that is not valid UTF-8: {value[:48]!r}"
             ) from None
         if key == "size":
             if len(text) > 20 or not text.isascii() or not text.isdigit():

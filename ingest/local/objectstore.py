@@ -377,10 +377,16 @@ class ObjectStore:
     # -- first start ------------------------------------------------------------------------
 
     def _create(self, deadline: float) -> dict[str, object]:
-        """mkfs the monitor and the OSD; leaves the monitor and OSD running, then the user is made."""
+        """Make a new monitor and OSD (wiping a half-made earlier attempt); leaves both running.
+
+        The gateway makes its pools when it first starts; the S3 user is made by ``_wait_s3``.
+        """
         for sub in ("mon", "osd", "monmap", "keyring", "state.json"):
             path = self.data_dir / sub
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
         (self.data_dir / "mon").mkdir()
         (self.data_dir / "osd").mkdir()
         state: dict[str, object] = {"fsid": str(uuid.uuid4()), "osd_uuid": str(uuid.uuid4())}

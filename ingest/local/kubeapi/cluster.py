@@ -192,8 +192,6 @@ class Cluster:
             obj["status"] = {"phase": "Pending"}
         elif res.key == ("", "v1", "services"):
             obj["status"] = {"loadBalancer": {}}
-        elif res is self.crds or res is self.namespaces:
-            pass
         return obj
 
     def _crd_status(self, crd: Body) -> Body:
@@ -257,8 +255,6 @@ class Cluster:
                 obj, warnings = self.create(res, ns, {**patch, "metadata": meta},
                                             dry_run=dry_run, validation=validation)
                 return obj, warnings, True
-            if res.has_status and subresource is None and kind != "apply":
-                pass
             raise errors.not_found(res.plural, res.group, name)
         new = patching.apply(kind, old, patch)
         if not isinstance(new, dict):

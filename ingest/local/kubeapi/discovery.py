@@ -11,6 +11,7 @@ registry generation, so a CRD created through the API shows up in the next reque
 """
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import json
@@ -53,7 +54,6 @@ def api_group(registry: Registry, group: str) -> Body | None:
 
 def _storage_hash(resource: Resource) -> str:
     digest = hashlib.sha256(f"{resource.api_version}/{resource.kind}".encode()).digest()
-    import base64
     return base64.b64encode(digest[:8]).decode()
 
 

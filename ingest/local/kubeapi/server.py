@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import yaml
 from starlette.applications import Starlette
@@ -376,7 +377,6 @@ class Api:
         if self._openapi_cache is None or self._openapi_cache[0] != registry.generation:
             docs: dict[str, bytes] = {}
             hashes: dict[str, str] = {}
-            import hashlib
             for group, versions in registry.group_versions().items():
                 for version in versions:
                     key = discovery.gv_path(group, version)
