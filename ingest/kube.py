@@ -25,14 +25,14 @@ Job = dict[str, Any]
 Decide = Callable[[Job], "dict[str, Any] | None"]
 
 
-def api_client(pool_size: int = 16) -> kubernetes.client.ApiClient:
-    """In a Pod: the ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config, as kubectl does."""
+def api_client(pool_size: int = 16, config_file: str | None = None) -> kubernetes.client.ApiClient:
+    """In a Pod: the ServiceAccount; elsewhere: `config_file`, $KUBECONFIG or ~/.kube/config, as kubectl does."""
     configuration = kubernetes.client.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not config_file:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     else:
         kubernetes.config.load_kube_config(
-            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
+            config_file=config_file or os.environ.get("KUBECONFIG") or None, client_configuration=configuration
         )
     configuration.connection_pool_maxsize = pool_size
     configuration.retries = 3

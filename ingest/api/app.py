@@ -16,6 +16,7 @@ from ingest import ids, kube
 from ingest.api.errors import HANDLERS
 from ingest.api.services import Services
 from ingest.api.state import StateCache, get_state
+from ingest.api.move import move
 from ingest.api.upload import ingest
 from ingest.config import Settings
 from ingest.storage import Storage
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/ingest", ingest, methods=["POST"]),
         Route("/upload", ingest, methods=["POST"]),
+        Route("/move", move, methods=["POST"]),
         Route("/get_state", get_state, methods=["GET"]),
         Route("/get_state/{job_id}", get_state, methods=["GET"]),
     ]

@@ -104,14 +104,26 @@ class Worker:
             peers.check_policy(self.settings.policy_url, document, user)
         self.reporter.step(jobs.POLICY_VALIDATION, 100.0)
 
+    def metadata_key(self, job_id: int) -> str:
+        return self.settings.metadata_key_template.format(job_id=job_id)
+
     def record_plan(self, job_id: int, keys: list[str]) -> None:
         """Written before the first archive byte, so whoever rolls back knows every key."""
+        seen: set[str] = set()
+        for key in keys:
+            if key in seen:
+                raise BundleError(jobs.LOAD_METADATA, f"two files (or a file and the metadata document) would be stored as {key}")
+            seen.add(key)
         self.storage.put_json(self.storage.staging, jobs.planned_keys_key(job_id), keys)
+
+    def copy(self, copies: list[Copy], task: str, total: int) -> None:
+        progress = Progress(self.reporter, total)
+        copy_all(self.storage, copies, task=task, concurrency=self.settings.upload_concurrency,
+                 on_bytes=progress.add, stop=self.stop)
 
     def finish(self, job_id: int, document: list[Any], user: str | None) -> None:
         self.reporter.step(jobs.INGEST_METADATA, 0.0)
-        key = self.settings.metadata_key_template.format(job_id=job_id)
-        self.storage.put_json(self.storage.archive, key, document)
+        self.storage.put_json(self.storage.archive, self.metadata_key(job_id), document)
         if self.settings.metadata_url:
             peers.ingest_metadata(self.settings.metadata_url, document, user)
         self.reporter.check()
@@ -154,13 +166,8 @@ class Worker:
                 metadata=object_metadata(job_id=job_id, file_id=file_id, hashtype=entry.hashtype, hashsum=entry.hashsum),
                 content_type=entry.mimetype or "application/octet-stream",
             ))
-        metadata_key = self.settings.metadata_key_template.format(job_id=job_id)
-        if metadata_key in {copy.key for copy in copies}:
-            raise BundleError(jobs.LOAD_METADATA, f"a file would be stored as {metadata_key}, where the job's metadata document goes")
-        self.record_plan(job_id, [copy.key for copy in copies] + [metadata_key])
-        progress = Progress(self.reporter, total)
-        copy_all(self.storage, copies, task=jobs.INGEST_FILES, concurrency=self.settings.upload_concurrency,
-                 on_bytes=progress.add, stop=self.stop)
+        self.record_plan(job_id, [copy.key for copy in copies] + [self.metadata_key(job_id)])
+        self.copy(copies, jobs.INGEST_FILES, total)
         self.reporter.step(jobs.INGEST_FILES, 100.0, bytesDone=total, filesDone=len(copies))
 
         self.finish(job_id, document, user)

@@ -33,6 +33,7 @@ class Copy:
     open: Callable[[], BinaryIO]  # a fresh stream of exactly the file's bytes
     metadata: dict[str, str]
     content_type: str = "application/octet-stream"
+    server_copy: tuple[str, str] | None = None  # (bucket, key): verify by reading, then copy server-side
 
 
 class VerifyingReader:
@@ -92,6 +93,12 @@ def put_verified(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[in
         reader = VerifyingReader(source, copy, task, on_bytes, stop)
         if copy.size == 0:
             reader.verify()
+        if copy.server_copy:
+            while reader.read(1024 * 1024):
+                pass
+            reader.verify()
+            storage.copy(storage.archive, copy.key, *copy.server_copy, metadata=copy.metadata)
+            return
         # Parts of one large file go up in parallel; small files are parallel among themselves.
         parallel = 2 if copy.size > storage.settings.part_size else 1
         storage.put_stream(

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from minio import Minio
 
+from ingest.kube import JobStore, api_client
 from ingest.local.launcher import Stack, parse_ports
 
 # Short limits so the tests of stuck jobs run in seconds; everything else is the default.
@@ -21,18 +22,37 @@ TEST_SETTINGS = {
     "INGEST_UPLOAD_STALL_SECONDS": "6",
     "INGEST_WORKER_ATTEMPTS": "2",
     "INGEST_JOB_ID_BLOCK": "5",
+    # Bundle limits small enough that tests/integration/test_hostile.py can pass each one in a
+    # few MB, large enough for every other test (up to ~300 files and a few MB per bundle).
+    "INGEST_MAX_MEMBERS": "5000",
+    "INGEST_MAX_METADATA_BYTES": str(1024 * 1024),
+    "INGEST_MAX_BODY_BYTES": str(32 * 1024 * 1024),
 }
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = Path(os.environ.get("INGEST_TEST_STACK_DIR") or tmp_path_factory.mktemp("stack"))
-    local = Stack(directory, ports=parse_ports("auto"), env=dict(TEST_SETTINGS))
+    move_root = directory / "move-root"
+    move_root.mkdir(exist_ok=True)
+    local = Stack(directory, ports=parse_ports("auto"), env={**TEST_SETTINGS, "INGEST_MOVE_ROOTS": str(move_root)})
     try:
         local.up()
         yield local
     finally:
         local.down()
+
+
+@pytest.fixture(scope="session")
+def move_root(stack: Stack) -> Path:
+    """The folder /move accepts sources from (INGEST_MOVE_ROOTS of the stack)."""
+    return Path(stack.env["INGEST_MOVE_ROOTS"])
+
+
+@pytest.fixture(scope="session")
+def job_store(stack: Stack) -> JobStore:
+    """The namespace's IngestJobs, read as an administrator would."""
+    return JobStore(api_client(config_file=str(stack.kubeconfig())), stack.namespace)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,68 @@
+"""POST /move: ingest files that already sit on storage the service can reach, given their metadata.
+
+The body is the metadata document whose Files entries carry a `source`. Upstream accepted `{}` or
+`["x"]` and then left the job at UPLOADING forever; here a document that is not valid JSON, not a
+list of objects, or whose items lack what `load metadata` needs is refused at once with 400 and no
+job is made. Whether each source exists, lies under an allowed root and matches its size and
+digest is the worker's `move files` step: those failures are FAILED jobs that name the file.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ingest import jobs
+from ingest.api.services import Services
+from ingest.api.upload import body_chunks, fail, mark_staged
+from ingest.bundle import BundleError, parse_move_document
+from ingest.config import bundle_limits
+
+log = logging.getLogger(__name__)
+
+
+async def read_document(request: Request, limit: int, stall_seconds: float) -> bytes:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise HTTPException(415, f"/move takes the metadata document as application/json, not {content_type or 'no Content-Type'}")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the move document is {declared} bytes; this service accepts at most {limit} bytes")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in body_chunks(request, stall_seconds=stall_seconds):
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the move document passed this service's limit of {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def move(request: Request) -> Response:
+    services: Services = request.app.state.services
+    settings = services.settings
+    raw = await read_document(request, settings.max_metadata_bytes, settings.upload_stall_seconds)
+    try:
+        parse_move_document(raw, bundle_limits(settings))
+    except BundleError as error:
+        if error.task == jobs.LOAD_METADATA:
+            raise HTTPException(400, error.message) from None
+        # A later step's problem (e.g. a missing source): the job records it where upstream would.
+    job_id = await asyncio.to_thread(services.job_ids.next)
+    key = jobs.staged_move_key(job_id)
+    body = jobs.new_job(job_id=job_id, operation=jobs.OPERATION_MOVE, user=request.scope.get("ingest.user"),
+                        staged_bucket=services.storage.staging, staged_key=key)
+    services.cache.put(await asyncio.to_thread(services.jobs.create, body))
+    try:
+        await asyncio.to_thread(services.storage.put_bytes, services.storage.staging, key, raw, "application/json")
+    except Exception as error:
+        message = f"the object store did not take the move document: {error}"
+        await asyncio.to_thread(fail, services, job_id, jobs.UPLOADING, message)
+        raise HTTPException(503, f"job {job_id} failed: {message}") from None
+    job = await asyncio.to_thread(mark_staged, services, job_id, len(raw), hashlib.sha256(raw).hexdigest())
+    log.info("job %s: move document staged (%d bytes)", job_id, len(raw))
+    return JSONResponse(services.cache.put(job))
