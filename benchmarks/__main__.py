@@ -206,7 +206,9 @@ class Watcher(threading.Thread):
 
     def __init__(self, stack: Stack, *, on_worker: Callable[[int], None] | None = None, interval: float = 0.05) -> None:
         super().__init__(daemon=True, name="watcher")
-        self.fixed = {name: pid for name, pid in stack.pids.items()}
+        self.fixed = dict(stack.pids)
+        if not stack.external:
+            self.fixed |= {f"s3 {name}": pid for name, pid in stack.object_store().pids().items()}
         self.interval = interval
         self.on_worker = on_worker
         self.stop_event = threading.Event()
@@ -307,6 +309,7 @@ def transfer_workload(ctx: Context, name: str, *, files: int, size: int, threads
     if free < 5 * files * size + 2 * GiB:
         raise RuntimeError(f"only {free / GiB:.1f} GiB free under {ctx.scratch}; {name} needs ~{5 * files * size / GiB:.1f} GiB")
     bundle = write_bundle(ctx.scratch / f"{name}.tar", files=files, size=size, seed=len(name))
+    bundle_bytes = bundle.size
     try:
         base_seconds = baseline(ctx.s3, bundle, ctx.scratch, threads=threads)
         remove_prefix(ctx.s3, BASELINE_BUCKET, "")
@@ -318,7 +321,7 @@ def transfer_workload(ctx: Context, name: str, *, files: int, size: int, threads
     finally:
         bundle.path.unlink()
     return {
-        "files": files, "file_bytes": size, "bundle_bytes": bundle.size, "baseline_threads": threads,
+        "files": files, "file_bytes": size, "bundle_bytes": bundle_bytes, "baseline_threads": threads,
         "ours_seconds": round(ours_seconds, 2), "baseline_seconds": round(base_seconds, 2),
         "ours_mb_s": round(bundle.data_bytes / MB / ours_seconds, 1),
         "baseline_mb_s": round(bundle.data_bytes / MB / base_seconds, 1),
