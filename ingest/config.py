@@ -59,8 +59,12 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_WORKER_ATTEMPTS", "3", "Worker Pods tried for a job before it fails (bundle errors are never retried)."),
     Var("INGEST_UPLOAD_STALL_SECONDS", "300", "An upload that makes no progress this long fails."),
     Var("INGEST_START_TIMEOUT_SECONDS", "600", "A staged job whose worker has not started this long fails."),
+    Var("INGEST_STAGED_RETENTION_SECONDS", str(7 * 24 * 3600), "How long a failed job's staged bundle is kept for a retry."),
+    Var("INGEST_JOB_RETENTION_DAYS", "30", "Finished IngestJobs are deleted after this many days (0: kept forever)."),
     Var("POLICY_INGEST_URL", "", "Pacifica policy service `.../ingest` endpoint; empty: built-in validation only."),
     Var("METADATA_INGEST_URL", "", "Pacifica metadata service `.../ingest` endpoint; empty: the archive keeps the document."),
+    Var("INGEST_AUTH_TOKENS_FILE", "", "File of `token user` lines (or a JSON object): bearer tokens the API accepts; empty: no tokens."),
+    Var("INGEST_AUTH_HEADER", "", "Header a trusted proxy sets to the authenticated user (e.g. X-Http-Authed-User); empty: none."),
     Var("INGEST_LOG_LEVEL", "INFO", "Log level."),
 )
 
@@ -117,8 +121,12 @@ class Settings:
     worker_attempts: int
     upload_stall_seconds: int
     start_timeout_seconds: int
+    staged_retention_seconds: float
+    job_retention_days: float
     policy_url: str
     metadata_url: str
+    auth_tokens_file: str
+    auth_header: str
     log_level: str
 
     @classmethod
@@ -161,8 +169,12 @@ class Settings:
             worker_attempts=max(1, int(get("INGEST_WORKER_ATTEMPTS"))),
             upload_stall_seconds=int(get("INGEST_UPLOAD_STALL_SECONDS")),
             start_timeout_seconds=int(get("INGEST_START_TIMEOUT_SECONDS")),
+            staged_retention_seconds=float(get("INGEST_STAGED_RETENTION_SECONDS")),
+            job_retention_days=float(get("INGEST_JOB_RETENTION_DAYS")),
             policy_url=get("POLICY_INGEST_URL"),
             metadata_url=get("METADATA_INGEST_URL"),
+            auth_tokens_file=get("INGEST_AUTH_TOKENS_FILE"),
+            auth_header=get("INGEST_AUTH_HEADER"),
             log_level=get("INGEST_LOG_LEVEL").upper(),
         )
 
@@ -172,7 +184,7 @@ class Settings:
         return {
             var.name: os.environ.get(var.name, var.default)
             for var in ENV
-            if var.name not in secret and not var.name.startswith(("INGEST_API_", "INGEST_WORKER_"))
+            if var.name not in secret and not var.name.startswith(("INGEST_API_", "INGEST_WORKER_", "INGEST_AUTH_"))
         } | {"INGEST_NAMESPACE": self.namespace}
 
 

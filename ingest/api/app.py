@@ -10,9 +10,11 @@ from typing import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from ingest import ids, kube
+from ingest.api.auth import Authentication, load_tokens
 from ingest.api.errors import HANDLERS
 from ingest.api.services import Services
 from ingest.api.state import StateCache, get_state
@@ -88,4 +90,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/get_state", get_state, methods=["GET"]),
         Route("/get_state/{job_id}", get_state, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan)
+    middleware = []
+    if settings.auth_tokens_file or settings.auth_header:
+        tokens = load_tokens(settings.auth_tokens_file) if settings.auth_tokens_file else None
+        middleware.append(Middleware(Authentication, tokens=tokens, header=settings.auth_header or None))
+    return Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan, middleware=middleware)

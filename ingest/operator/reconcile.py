@@ -52,10 +52,13 @@ class Reconciler:
         self.core = kubernetes.client.CoreV1Api(client)
         self.storage = storage
         self.seen: dict[str, tuple[str, str, str]] = {}
+        # Every job as last seen on the watch: the sweeper's view, so it never lists the namespace.
+        self.known: dict[str, dict[str, Any]] = {}
 
     # --- jobs -------------------------------------------------------------------------------
     def job_changed(self, job: dict[str, Any]) -> None:
         status = status_of(job)
+        self.known[job["metadata"]["name"]] = job
         self.narrate(job)
         if job["metadata"].get("deletionTimestamp"):
             self.release(job)
@@ -86,6 +89,7 @@ class Reconciler:
 
     def forget(self, name: str) -> None:
         self.seen.pop(name, None)
+        self.known.pop(name, None)
 
     def start_worker(self, job: dict[str, Any]) -> None:
         name = job["metadata"]["name"]

@@ -1,6 +1,7 @@
 """The sweeper: what no event announces - limits passing, Pods vanishing while nobody watched.
 
-Every `interval` seconds it lists the unfinished jobs and fails the ones that hit a limit: an
+Every few seconds it goes over the jobs the watch has shown (no listing) and fails the ones that
+hit a limit: an
 upload that stopped making progress (the API replica died, or the client went silent), a staged
 job whose worker never started, a running job whose worker Pod is gone. All state is in the
 objects, so a restarted operator picks up exactly where the last one stopped.
@@ -13,7 +14,10 @@ from typing import Any
 
 from ingest import jobs
 from ingest.kube import read_pod
+from ingest.operator import events
 from ingest.operator.reconcile import Reconciler, in_phase, status_of
+
+STAGED_REMOVED = f"{jobs.GROUP}/staged-removed"
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +29,14 @@ def age(status: dict[str, Any], field: str = "updated") -> float:
 
 def sweep(reconciler: Reconciler) -> None:
     settings = reconciler.settings
-    for job in reconciler.store.list():
+    for job in list(reconciler.known.values()):
         status = status_of(job)
-        if status.get("complete") or status.get("state") != jobs.OK or job["metadata"].get("deletionTimestamp"):
+        if job["metadata"].get("deletionTimestamp"):
+            continue
+        if jobs.state_document(job)["complete"]:
+            expire(reconciler, job)
+            continue
+        if status.get("state") != jobs.OK:
             continue
         phase = status.get("phase")
         if phase == jobs.PHASE_UPLOADING and age(status) > settings.upload_stall_seconds:
@@ -61,3 +70,23 @@ def check_worker(reconciler: Reconciler, job: dict[str, Any]) -> None:
             f"worker Pod {pod_name} did not start within {settings.start_timeout_seconds} s "
             "(INGEST_START_TIMEOUT_SECONDS)"
         ), in_phase(jobs.PHASE_RUNNING, pod=pod_name))
+
+
+def expire(reconciler: Reconciler, job: dict[str, Any]) -> None:
+    """Retention: a failed job's staged bundle after INGEST_STAGED_RETENTION_SECONDS, the job itself
+    after INGEST_JOB_RETENTION_DAYS (0 keeps jobs forever). Marked by an annotation, not by status,
+    which stays exactly as the job (or its administrator) left it."""
+    settings = reconciler.settings
+    status = status_of(job)
+    finished = status.get("finishedAt") or status.get("updated")
+    since = age({"at": finished}, "at")
+    annotations = job["metadata"].get("annotations") or {}
+    if status.get("state") != jobs.OK and STAGED_REMOVED not in annotations and since > settings.staged_retention_seconds:
+        reconciler.storage.remove(reconciler.storage.staging, jobs.staged_keys(int(job["spec"]["jobId"])))
+        reconciler.store.patch(job["metadata"]["name"], {"metadata": {"annotations": {STAGED_REMOVED: jobs.rfc3339(jobs.now())}}})
+        events.post(reconciler.client, job, "StagedRemoved",
+                    f"staged data removed after {settings.staged_retention_seconds:g} s (INGEST_STAGED_RETENTION_SECONDS)")
+    if settings.job_retention_days > 0 and since > settings.job_retention_days * 86400:
+        events.post(reconciler.client, job, "Expired",
+                    f"deleting the finished job after {settings.job_retention_days:g} days (INGEST_JOB_RETENTION_DAYS)")
+        reconciler.store.delete(job["metadata"]["name"])

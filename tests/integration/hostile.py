@@ -37,6 +37,11 @@ def member(name: bytes | str, data: bytes = b"", *, typeflag: bytes = b"0", link
     return header + pad(data)
 
 
+def with_prefix(prefix: bytes, name: bytes, data: bytes) -> bytes:
+    """A member whose name is split over the ustar `prefix` and `name` fields (`prefix/name`)."""
+    return patch_header(raw_header(name, size=len(data)), 0, prefix=prefix) + pad(data)
+
+
 def with_size_field(block: bytes, field: bytes) -> bytes:
     """A header whose 12-byte size field is `field` verbatim (e.g. GNU base-256), checksum fixed."""
     return patch_header(block, 0, size=field)
