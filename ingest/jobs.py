@@ -17,6 +17,7 @@ API_VERSION: Final = f"{GROUP}/{VERSION}"
 JOB_ID_LABEL: Final = f"{GROUP}/job-id"
 COMPONENT_LABEL: Final = f"{GROUP}/component"
 FINALIZER: Final = f"{GROUP}/staged-cleanup"
+STAGED_REMOVED_ANNOTATION: Final = f"{GROUP}/staged-removed"  # set when retention removed a job's staged data
 
 # Pacifica's states and tasks: exact spelling and case, clients compare these strings.
 OK: Final = "OK"

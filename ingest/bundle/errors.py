@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from ingest.jobs import INGEST_FILES, LOAD_METADATA, MOVE_FILES, OPEN_TAR
+from ingest.jobs import INGEST_FILES, INGEST_METADATA, LOAD_METADATA, MOVE_FILES, OPEN_TAR, POLICY_VALIDATION
 
-#: The steps a bundle can fail in. Policy Validation and ingest metadata depend on peers, not on
-#: the bundle, so this package never fails them.
-BUNDLE_TASKS: Final = frozenset({OPEN_TAR, LOAD_METADATA, INGEST_FILES, MOVE_FILES})
+#: The steps a bundle can fail in. This package itself never fails Policy Validation or ingest
+#: metadata, but the worker raises the same error when Pacifica's policy or metadata service
+#: refuses the bundle's metadata: like any bundle error, another attempt cannot fix it.
+BUNDLE_TASKS: Final = frozenset({OPEN_TAR, LOAD_METADATA, POLICY_VALIDATION, INGEST_FILES, MOVE_FILES, INGEST_METADATA})
 
 
 class BundleError(Exception):

@@ -81,20 +81,17 @@ def command_retry(store: kube.JobStore, args: argparse.Namespace, settings: Sett
     status = job.get("status") or {}
     if status.get("state") != jobs.FAILED:
         raise CommandError(f"job ID {args.job_id} is {status.get('state')}/{status.get('task')}; only FAILED jobs can be retried.")
-    if not (job["spec"].get("staged") or {}).get("size") and status.get("phase") != jobs.PHASE_FAILED:
-        raise CommandError(f"job ID {args.job_id} has no staged data to retry from.")
-    from ingest.storage import Storage
-
-    storage = Storage(settings)
     staged = job["spec"].get("staged") or {}
-    if staged.get("key") and storage.stat(staged.get("bucket") or storage.staging, staged["key"]) is None:
-        raise CommandError(f"job ID {args.job_id}: its staged data ({staged['key']}) is gone (retention or never staged); upload it again.")
+    if staged.get("size") is None:
+        raise CommandError(f"job ID {args.job_id} never finished staging its upload; there is nothing to retry from.")
+    if jobs.STAGED_REMOVED_ANNOTATION in (job["metadata"].get("annotations") or {}):
+        raise CommandError(f"job ID {args.job_id}: its staged data was removed after the retention period; upload it again.")
     attempts = int(status.get("attempts") or 0)
 
     def decide(current: dict[str, Any]) -> dict[str, Any] | None:
         if (current.get("status") or {}).get("state") != jobs.FAILED:
             return None
-        return {**jobs.progress(jobs.OK, jobs.UPLOADING, 100.0 if staged.get("size") is not None else 0.0),
+        return {**jobs.progress(jobs.OK, jobs.UPLOADING, 100.0),
                 "phase": jobs.PHASE_STAGED, "maxAttempts": attempts + settings.worker_attempts}
 
     return jobs.state_document(store.update_status(jobs.job_name(args.job_id), decide) or job)

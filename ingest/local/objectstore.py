@@ -616,7 +616,15 @@ class ObjectStore:
             f"--connect-timeout={left}",
             *args,
         ]
-        return _run(cmd, env=self._env(), timeout=left + 10).stdout
+        while True:
+            try:
+                return _run(cmd, env=self._env(), timeout=left + 10).stdout
+            except ObjectStoreError as error:
+                # A monitor that is still settling (election, first paxos rounds) refuses commands
+                # with EPERM "problem getting command descriptions"; it answers a moment later.
+                if "command descriptions" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
 
 def _tool_env(root: Path) -> dict[str, str]:

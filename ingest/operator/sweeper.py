@@ -17,7 +17,7 @@ from ingest.kube import read_pod
 from ingest.operator import events
 from ingest.operator.reconcile import Reconciler, in_phase, status_of
 
-STAGED_REMOVED = f"{jobs.GROUP}/staged-removed"
+STAGED_REMOVED = jobs.STAGED_REMOVED_ANNOTATION
 
 log = logging.getLogger(__name__)
 
