@@ -33,5 +33,8 @@ test-unit: $(STAMP)
 bench: objectstore
 	$(BIN)/python -m benchmarks
 
+reliability: objectstore
+	$(BIN)/python -m benchmarks.reliability
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
