@@ -78,3 +78,53 @@ def test_digest_mismatch_fails_and_rolls_back(api: httpx.Client, s3: Minio) -> N
     assert (final["state"], final["task"]) == ("FAILED", "ingest files"), final
     assert "b.txt" in final["exception"]
     assert archive_keys(s3, job_id) == []
+
+
+def entry(**override: object) -> dict:
+    return {**files_entry("a.txt", "x", b"alpha"), **override}
+
+
+def without(field: str) -> dict:
+    item = entry()
+    del item[field]
+    return item
+
+
+@pytest.mark.parametrize("case, metadata, members, task, words", [
+    ("truncated", None, None, "open tar", ["truncated"]),
+    ("missing name", [without("name")], [("data/x/a.txt", b"alpha")], "load metadata", ["name"]),
+    ("missing subdir", [without("subdir")], [("data/x/a.txt", b"alpha")], "load metadata", ["subdir"]),
+    ("missing hashtype", [without("hashtype")], [("data/x/a.txt", b"alpha")], "load metadata", ["hashtype"]),
+    ("missing hashsum", [without("hashsum")], [("data/x/a.txt", b"alpha")], "load metadata", ["hashsum"]),
+    ("missing size", [without("size")], [("data/x/a.txt", b"alpha")], "load metadata", ["size"]),
+    ("unknown hashtype", [entry(hashtype="crc99")], [("data/x/a.txt", b"alpha")], "ingest files", ["crc99"]),
+    ("malformed hashsum", [entry(hashsum="xyz")], [("data/x/a.txt", b"alpha")], "ingest files", ["hashsum"]),
+    ("duplicate files", [entry(), entry()], [("data/x/a.txt", b"alpha")], "load metadata", ["a.txt"]),
+    ("same member twice", [entry(), entry(subdir="data//x/")], [("data/x/a.txt", b"alpha")], "load metadata", ["data/x/a.txt"]),
+    ("member missing", [entry()], [("data/x/other.txt", b"alpha")], "ingest files", ["data/x/a.txt", "not in the bundle"]),
+    ("size mismatch", [entry(size=4)], [("data/x/a.txt", b"alpha")], "ingest files", ["5 bytes", "says 4 bytes"]),
+])
+def test_each_validation_case_fails_at_its_step(api: httpx.Client, s3: Minio, case: str, metadata: list | None,
+                                                 members: list | None, task: str, words: list[str]) -> None:
+    if case == "truncated":
+        body = bundle({"a.txt": bytes(5000)})[0][:3000]
+    else:
+        body = tar_bytes(list(members) + [("metadata.txt", json.dumps(TRANSACTION + metadata).encode())])
+    job_id = upload(api, body)["job_id"]
+    final = wait_complete(api, job_id)
+    assert (final["state"], final["task"], final["complete"]) == ("FAILED", task, True), (case, final)
+    for word in words:
+        assert word in final["exception"], (case, final["exception"])
+    assert archive_keys(s3, job_id) == []
+
+
+@pytest.mark.parametrize("subdir", ["data/a/b/", "data//a/b", "a/b", "/a//b/"])
+def test_subdir_spellings_name_the_same_member(api: httpx.Client, s3: Minio, subdir: str) -> None:
+    metadata = TRANSACTION + [files_entry("f.txt", subdir, b"same")]
+    body = tar_bytes([("data/a/b/f.txt", b"same"), ("metadata.txt", json.dumps(metadata).encode())])
+    final = wait_complete(api, upload(api, body)["job_id"])
+    if subdir.startswith("/"):
+        assert (final["state"], final["task"]) == ("FAILED", "load metadata"), final  # absolute: refused
+        return
+    assert final["state"] == "OK", final
+    assert s3.get_object("ingest-archive", f"{final['job_id']}/a/b/f.txt").read() == b"same"
