@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 
 import httpx
 from minio import Minio
+from minio.error import S3Error
 
 from ingest.kube import JobStore, api_client
 from ingest.local.launcher import Stack, parse_ports
@@ -238,16 +240,18 @@ def run(stack: Stack, *, clients: int, bundles: int, faults: bool, duration: flo
         if head.isdigit() and int(head) in run_ids and int(head) not in ok_ids:
             report.orphan_objects.append(item.object_name)
     for job_id in sorted(ok_ids):
-        document = json.loads(s3.get_object("ingest-archive", f"{job_id}/metadata.json").read())
-        file_ids += [entry["_id"] for entry in document if entry.get("destinationTable") == "Files"]
-        sample = known.get(job_id)
-        if sample is None:
-            continue  # accepted, but its client lost the answer: its files are checked by id only
-        for path, digest in sample.files.items():
-            data = s3.get_object("ingest-archive", f"{job_id}/{path}").read()
-            if hashlib.sha256(data).hexdigest() != digest:
-                report.mismatched_jobs.append(job_id)
-                break
+        try:
+            document = json.loads(s3.get_object("ingest-archive", f"{job_id}/metadata.json").read())
+            file_ids += [entry["_id"] for entry in document if entry.get("destinationTable") == "Files"]
+            sample = known.get(job_id)
+            if sample is None:
+                continue  # accepted, but its client lost the answer: its files are checked by id only
+            for path, digest in sample.files.items():
+                data = s3.get_object("ingest-archive", f"{job_id}/{path}").read()
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise ValueError(f"{path} differs")
+        except (S3Error, ValueError):
+            report.mismatched_jobs.append(job_id)
     report.duplicate_file_ids = len(file_ids) - len(set(file_ids))
     report.seconds = time.monotonic() - started
     return report
@@ -261,17 +265,20 @@ def main() -> int:
     parser.add_argument("--outage", type=float, default=10.0, help="seconds the object store is stopped")
     parser.add_argument("--no-faults", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ingest-reliability-") as folder:
-        stack = Stack(Path(folder), ports=parse_ports("auto"), env={"INGEST_UPLOAD_STALL_SECONDS": "15",
-                                                                   "INGEST_WORKER_ATTEMPTS": "4"})
-        try:
-            stack.up()
-            report = run(stack, clients=args.clients, bundles=args.bundles, faults=not args.no_faults,
-                         duration=args.duration, outage=args.outage)
-        finally:
-            stack.down()
+    folder = Path(tempfile.mkdtemp(prefix="ingest-reliability-"))
+    stack = Stack(folder, ports=parse_ports("auto"), env={"INGEST_UPLOAD_STALL_SECONDS": "15", "INGEST_WORKER_ATTEMPTS": "4"})
+    try:
+        stack.up()
+        report = run(stack, clients=args.clients, bundles=args.bundles, faults=not args.no_faults,
+                     duration=args.duration, outage=args.outage)
+    finally:
+        stack.down()
     print("\n".join(report.lines()))
-    return 0 if report.clean else 1
+    if report.clean:
+        shutil.rmtree(folder, ignore_errors=True)
+        return 0
+    print(f"the stack's data and logs are kept in {folder} for a look")
+    return 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from ingest import jobs
+from ingest import jobs, metrics
 from ingest.config import Settings
 from ingest.kube import JobStore
 from ingest.operator import events
@@ -109,6 +109,7 @@ class Reconciler:
         } if in_phase(jobs.PHASE_STAGED)(current) and int(status_of(current).get("attempts") or 0) + 1 == attempt else None)
         if written and status_of(written).get("workerPod") == pod_name:
             log.info("job %s: worker Pod %s started (attempt %d)", name, pod_name, attempt)
+            metrics.WORKER_PODS.inc()
             events.post(self.client, job, "WorkerStarted", f"worker Pod {pod_name} created (attempt {attempt})")
         else:  # the job moved on while we created the Pod: it is not wanted
             self.delete_pod(pod_name)
@@ -183,6 +184,7 @@ class Reconciler:
             } if guard(current) else None)
             if written and status_of(written).get("phase") == jobs.PHASE_STAGED:
                 log.warning("job %s: %s; retrying (attempt %d of %d)", name, message, attempts + 1, allowed)
+                metrics.WORKER_RETRIES.inc()
                 events.post(self.client, job, "Retrying", f"{message}; retrying (attempt {attempts + 1} of {allowed})", warning=True)
                 self.start_worker(written)
             return
@@ -190,6 +192,9 @@ class Reconciler:
 
     def fail(self, job: dict[str, Any], message: str, guard) -> None:
         name = job["metadata"]["name"]
+        current = self.store.get(name)
+        if current is None or not guard(current):
+            return  # it moved on (succeeded, retried, failed by someone else): leave its files alone
         rollback(self.storage, int(job["spec"]["jobId"]))
         task = status_of(job).get("task") or jobs.UPLOADING
         written = self.store.update_status(name, lambda current: {

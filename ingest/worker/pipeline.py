@@ -79,14 +79,22 @@ class Worker:
                 self.run_upload(job)
         except BundleError as error:
             log.info("job %s: FAILED at %s: %s", job_id, error.task, error.message)
-            rollback(self.storage, job_id)
+            self.undo(job_id)
             self.reporter.failed(error.task, error.message)
         except Cancelled as reason:
             log.info("job %s: stopped: %s", job_id, reason)
-            rollback(self.storage, job_id)
+            self.undo(job_id)
         except BaseException:
-            rollback(self.storage, job_id)
+            self.undo(job_id)
             raise
+
+    def undo(self, job_id: int) -> None:
+        """Roll back the archive writes, unless the job is recorded as succeeded: a completed job's
+        files are never touched (its success may have been written even if the answer was lost)."""
+        job = self.store.get(self.reporter.name)
+        if job is not None and (job.get("status") or {}).get("phase") == jobs.PHASE_SUCCEEDED:
+            return
+        rollback(self.storage, job_id)
 
     # --- steps shared by upload and move ------------------------------------------------------
     def reserve_file_ids(self, job: dict[str, Any], count: int) -> int:
@@ -128,8 +136,11 @@ class Worker:
             peers.ingest_metadata(self.settings.metadata_url, document, user)
         self.reporter.check()
         self.reporter.succeeded()
-        self.storage.remove(self.storage.staging, jobs.staged_keys(job_id))
         log.info("job %s: complete", job_id)
+        try:
+            self.storage.remove(self.storage.staging, jobs.staged_keys(job_id))
+        except Exception as error:  # the job is done; the staged copy goes when the job is deleted
+            log.warning("job %s: could not remove the staged bundle: %s", job_id, error)
 
     # --- upload ---------------------------------------------------------------------------
     def run_upload(self, job: dict[str, Any]) -> None:
