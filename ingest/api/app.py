@@ -5,20 +5,25 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import time
 from typing import AsyncIterator
 
+import kubernetes
+import prometheus_client
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest import ids, kube
+from ingest import ids, kube, logs, metrics
 from ingest.api.auth import Authentication, load_tokens
 from ingest.api.errors import HANDLERS
 from ingest.api.services import Services
 from ingest.api.state import StateCache, get_state
 from ingest.api.move import move
+from ingest.api.openapi import openapi
 from ingest.api.upload import ingest
 from ingest.config import Settings
 from ingest.storage import Storage
@@ -35,11 +40,20 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when the job cache is synced and the object store answers."""
+    """Ready when the job cache is synced, the Kubernetes API answers now, and the object store answers.
+
+    The Kubernetes API is asked for `/version`: the cheapest request there is (no RBAC, no etcd
+    read), enough to know this replica can reach it; the synced cache already proves it could read jobs.
+    """
     services: Services = request.app.state.services
     problems = []
     if not services.cache.synced.is_set():
         problems.append("the IngestJob cache has not synced with the Kubernetes API")
+    try:
+        version = kubernetes.client.VersionApi(services.jobs.client)
+        await asyncio.wait_for(asyncio.to_thread(version.get_code, _request_timeout=5), 6)
+    except Exception as error:
+        problems.append(f"the Kubernetes API does not answer: {type(error).__name__}")
     try:
         await asyncio.wait_for(asyncio.to_thread(services.storage.minio.bucket_exists, services.storage.staging), 5)
     except Exception as error:
@@ -49,13 +63,47 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(prometheus_client.generate_latest(metrics.API), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+
+class RequestMetrics:
+    """ASGI middleware: count and time every request by route template (never by raw path: a
+    client's typo or a job id must not become a new series)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = scope.get("route")
+            handler = getattr(route, "path", None) or "other"
+            method = scope["method"] if scope["method"] in ("GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS") else "other"
+            metrics.HTTP_REQUESTS.labels(handler, method, str(code)).inc()
+            metrics.HTTP_DURATION.labels(handler, method).observe(time.perf_counter() - started)
+
+
 def build_services(settings: Settings) -> Services:
-    client = kube.api_client(pool_size=64)
+    client = metrics.instrument_kubernetes(kube.api_client(pool_size=64))
     store = kube.JobStore(client, settings.namespace)
     return Services(
         settings=settings,
         jobs=store,
-        storage=Storage(settings),
+        storage=metrics.instrument_object_store(Storage(settings)),
         job_ids=ids.BlockAllocator(client, settings.namespace, ids.JOB_IDS, settings.job_id_block),
         cache=StateCache(store),
     )
@@ -75,6 +123,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except Exception as error:
             log.warning("object store not reachable at start-up (%s); /readyz will say so", error)
         services.cache.start()
+        metrics.STATE_CACHE_JOBS.set_function(lambda: len(services.cache.documents))
+        metrics.STATE_CACHE_SYNCED.set_function(lambda: 1 if services.cache.synced.is_set() else 0)
         app.state.services = services
         log.info("API serving namespace %s, object store %s", settings.namespace, settings.s3_endpoint)
         yield
@@ -84,14 +134,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/", root, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/ingest", ingest, methods=["POST"]),
         Route("/upload", ingest, methods=["POST"]),
         Route("/move", move, methods=["POST"]),
         Route("/get_state", get_state, methods=["GET"]),
         Route("/get_state/{job_id}", get_state, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    middleware = []
+    middleware = [Middleware(RequestMetrics)]  # first: it sees every answer, 401s included
     if settings.auth_tokens_file or settings.auth_header:
         tokens = load_tokens(settings.auth_tokens_file) if settings.auth_tokens_file else None
+        logs.add_secrets(tokens or {})
         middleware.append(Middleware(Authentication, tokens=tokens, header=settings.auth_header or None))
     return Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan, middleware=middleware)

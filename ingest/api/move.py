@@ -16,9 +16,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ingest import jobs
+from ingest import jobs, logs, metrics
 from ingest.api.services import Services
-from ingest.api.upload import body_chunks, fail, mark_staged
+from ingest.api.upload import BodyError, body_chunks, fail, mark_staged
 from ingest.bundle import BundleError, parse_move_document
 from ingest.config import bundle_limits
 
@@ -34,11 +34,14 @@ async def read_document(request: Request, limit: int, stall_seconds: float) -> b
         raise HTTPException(413, f"the move document is {declared} bytes; this service accepts at most {limit} bytes")
     parts: list[bytes] = []
     size = 0
-    async for chunk in body_chunks(request, stall_seconds=stall_seconds):
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"the move document passed this service's limit of {limit} bytes")
-        parts.append(chunk)
+    try:
+        async for chunk in body_chunks(request, stall_seconds=stall_seconds):
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"the move document passed this service's limit of {limit} bytes")
+            parts.append(chunk)
+    except BodyError as error:  # no job exists yet: the client just gets the reason
+        raise HTTPException(error.status, error.message) from None
     return b"".join(parts)
 
 
@@ -53,10 +56,12 @@ async def move(request: Request) -> Response:
             raise HTTPException(400, error.message) from None
         # A later step's problem (e.g. a missing source): the job records it where upstream would.
     job_id = await asyncio.to_thread(services.job_ids.next)
+    logs.bind_job(job_id)
     key = jobs.staged_move_key(job_id)
     body = jobs.new_job(job_id=job_id, operation=jobs.OPERATION_MOVE, user=request.scope.get("ingest.user"),
                         staged_bucket=services.storage.staging, staged_key=key)
     services.cache.put(await asyncio.to_thread(services.jobs.create, body))
+    metrics.JOBS_SUBMITTED.labels(jobs.OPERATION_MOVE).inc()
     try:
         await asyncio.to_thread(services.storage.put_bytes, services.storage.staging, key, raw, "application/json")
     except Exception as error:

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ingest import jobs
+from ingest import jobs, logs, metrics
 from ingest.kube import JobStore
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class StateCache:
                 self._list_and_watch()
             except Exception as error:  # the watch must outlive any one failure
                 log.warning("state cache watch restarting: %s", error)
+                metrics.STATE_CACHE_RESTARTS.inc()
                 self.synced.clear()
                 self._stop.wait(1.0)
 
@@ -88,19 +89,22 @@ class StateCache:
 def parse_job_id(text: str | None) -> int:
     if text is None or text == "":
         raise HTTPException(400, "job_id is required, e.g. /get_state?job_id=1234")
-    try:
-        job_id = int(text)
-    except ValueError:
-        raise HTTPException(400, f"job_id must be a positive integer, got {text!r}") from None
-    if job_id < 1:
+    # Only ASCII digits: int() would also take " 1", "+1", "1_0" and other scripts' digits.
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise HTTPException(400, f"job_id must be a positive integer, got {text!r}")
-    return job_id
+    return int(text)
 
 
 async def get_state(request: Request) -> JSONResponse:
+    started = time.perf_counter()
     text = request.path_params.get("job_id", request.query_params.get("job_id"))
     job_id = parse_job_id(text)
-    document = await request.app.state.services.cache.lookup(job_id)
+    logs.bind_job(job_id)
+    cache: StateCache = request.app.state.services.cache
+    cached = job_id in cache.documents
+    document = await cache.lookup(job_id)
+    source = "cache" if cached else "kubernetes" if document is not None else "missing"
+    metrics.GET_STATE_DURATION.labels(source).observe(time.perf_counter() - started)
     if document is None:
         raise HTTPException(404, f"job ID {job_id} does not exist.")
     return JSONResponse(document)

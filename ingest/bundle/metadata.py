@@ -12,7 +12,8 @@ Which step a problem fails (see `errors.py` for the rule):
   (readers disagree on which one wins, so the policy service could judge a different document
   than the one we store), NaN/Infinity (not JSON, cannot be written back), two values for one
   `Transactions.*` field, a Files entry missing `name`/`subdir`/`size`/`hashtype`/`hashsum` or
-  with a field of the wrong type, an unsafe path (see `names.py`), two entries naming one file.
+  with a field of the wrong type, an unsafe path (see `names.py`), two entries naming one file,
+  a `mimetype` that cannot be a Content-Type header, a string with a lone UTF-16 surrogate.
 * `ingest files` (upstream's step for them): an unknown `hashtype`, a `hashsum` that cannot be a
   digest of that type.
 * `move files`: a /move Files entry without a usable `source`.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from typing import Any, Final, Sequence
 
 from ingest.jobs import LOAD_METADATA, MOVE_FILES
@@ -41,6 +43,10 @@ FILES_TABLE: Final = "Files"
 TRANSACTION_PREFIX: Final = "Transactions."
 TRANSACTION_ID_TABLE: Final = "Transactions._id"
 REQUIRED_FILE_FIELDS: Final = ("name", "subdir", "size", "hashtype", "hashsum")
+# A mimetype becomes the object's Content-Type header: printable ASCII only (no CR/LF injection).
+MAX_MIMETYPE_LENGTH: Final = 255
+_PRINTABLE_ASCII: Final = re.compile(r"[\x20-\x7e]*")
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -253,7 +259,13 @@ def _finite_float(source_name: str) -> Any:
 
 
 def _check_depth(document: Any, *, limits: Limits, source_name: str) -> None:
-    """Iterative, so a document just under the decoder's recursion limit cannot overflow us."""
+    """Depth and lone surrogates, checked iteratively (a document just under the decoder's
+    recursion limit cannot overflow us).
+
+    JSON may spell a lone UTF-16 surrogate (`"\\ud800"`); Python decodes it into a `str` that no
+    UTF-8 writer accepts, so the final document could never be stored or sent to a peer (the worker
+    would crash at `ingest metadata`, after the files were copied). It is refused here instead.
+    """
     stack: list[tuple[Any, int]] = [(document, 1)]
     while stack:
         value, depth = stack.pop()
@@ -263,9 +275,25 @@ def _check_depth(document: Any, *, limits: Limits, source_name: str) -> None:
                 f"{source_name} nests deeper than {limits.max_metadata_depth} levels (max_metadata_depth)",
             )
         if isinstance(value, dict):
-            stack.extend((child, depth + 1) for child in value.values() if isinstance(child, (dict, list)))
+            strings, children = list(value), list(value.values())
         elif isinstance(value, list):
-            stack.extend((child, depth + 1) for child in value if isinstance(child, (dict, list)))
+            strings, children = [], value
+        else:
+            continue
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+            elif isinstance(child, str):
+                strings.append(child)
+        for text in strings:
+            bad = _SURROGATE.search(text)
+            if bad:
+                before = json.dumps(text[: bad.start()][-40:], ensure_ascii=False)
+                raise BundleError(
+                    LOAD_METADATA,
+                    f"{source_name} has a string with a lone UTF-16 surrogate (\\u{ord(bad.group()):04x} after "
+                    f"{before}), which is not a Unicode character",
+                )
 
 
 # -- Files entries -------------------------------------------------------------------------------
@@ -303,6 +331,12 @@ def _file_entry(item: dict[str, Any], index: int, *, limits: Limits, move: bool,
     else:
         source = source if isinstance(source, str) else None
     mimetype = item.get("mimetype")
+    if isinstance(mimetype, str) and (len(mimetype) > MAX_MIMETYPE_LENGTH or not _PRINTABLE_ASCII.fullmatch(mimetype)):
+        raise BundleError(
+            LOAD_METADATA,
+            f"{what} has a mimetype that cannot be a Content-Type (printable ASCII, at most "
+            f"{MAX_MIMETYPE_LENGTH} characters): \"{mimetype.encode('unicode_escape').decode()[:80]}\"",
+        )
     return FileEntry(
         index=index,
         name=name,  # type: ignore[arg-type]

@@ -141,5 +141,5 @@ def test_error_message(label: str, produce: Callable[[], object], task: str, wor
 
 def test_bundle_error_refuses_unknown_tasks() -> None:
     with pytest.raises(ValueError):
-        BundleError("Policy Validation", "not ours")
+        BundleError("UPLOADING", "not ours")
     assert repr(BundleError(OPEN_TAR, "m")) == "BundleError(task='open tar', message='m')"

@@ -16,6 +16,7 @@ from minio import Minio
 
 from ingest.kube import JobStore, api_client
 from ingest.local.launcher import Stack, parse_ports
+from tests.integration.policy import PolicyServer
 
 # Short limits so the tests of stuck jobs run in seconds; everything else is the default.
 TEST_SETTINGS = {
@@ -31,11 +32,19 @@ TEST_SETTINGS = {
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def policy() -> Iterator[PolicyServer]:
+    server = PolicyServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, policy: PolicyServer) -> Iterator[Stack]:
     directory = Path(os.environ.get("INGEST_TEST_STACK_DIR") or tmp_path_factory.mktemp("stack"))
     move_root = directory / "move-root"
     move_root.mkdir(exist_ok=True)
-    local = Stack(directory, ports=parse_ports("auto"), env={**TEST_SETTINGS, "INGEST_MOVE_ROOTS": str(move_root)})
+    env = {**TEST_SETTINGS, "INGEST_MOVE_ROOTS": str(move_root), "POLICY_INGEST_URL": policy.url}
+    local = Stack(directory, ports=parse_ports("auto"), env=env)
     try:
         local.up()
         yield local

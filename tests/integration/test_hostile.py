@@ -19,6 +19,7 @@ from minio.error import S3Error
 from ingest.local.launcher import Stack
 from tests.bundle.builders import pax_record, raw_header
 from tests.integration import hostile
+from tests.integration.bundles import TRANSACTION
 from tests.integration.conftest import TEST_SETTINGS
 from tests.integration.hostile import chunked, entry, gnu_longname, listed, member, metadata, pax, tar
 from tests.integration.helpers import archive_keys, wait_complete
@@ -113,6 +114,15 @@ CASES: list[tuple[str, Callable[[], bytes], str, list[str]]] = [
     ("GNU long link to an absolute target", lambda: listed("data/l.txt", gnu_longname(b"/etc/" + b"p" * 200, typeflag=b"K"),
                                                            member("data/l.txt", typeflag=b"2", linkname=b"x")),
      "load metadata", ["symbolic link", "/etc/ppp"]),
+    # Metadata values that cannot be written where they go (found by this suite: the worker crashed).
+    ("mimetype with CR LF (header injection)", lambda: tar(member("data/a.txt", b"x"), metadata([
+        {**entry("data/a.txt", b"x"), "mimetype": "text/plain\r\nX-Amz-Meta-Evil: 1"}])),
+     "load metadata", ["mimetype", "a.txt", "Content-Type"]),
+    ("mimetype not ASCII", lambda: tar(member("data/a.txt", b"x"), metadata([{**entry("data/a.txt", b"x"), "mimetype": "ü/ü"}])),
+     "load metadata", ["mimetype", "a.txt", "Content-Type"]),
+    ("lone surrogate in metadata", lambda: tar(member("metadata.txt", json.dumps(
+        [*TRANSACTION, {"destinationTable": "TransactionKeyValue", "key": "k", "value": "ok\ud800"}]).encode())),
+     "load metadata", ["surrogate", "\\ud800"]),
     # Deep and huge JSON.
     ("metadata nested 100,000 deep", lambda: hostile.nested_json(100_000),
      "load metadata", ["nests deeper", "max_metadata_depth"]),
@@ -218,3 +228,17 @@ def test_move_document_nested_deep_is_400(api: httpx.Client) -> None:
     response = post(api, b"[" * 100_000 + b"]" * 100_000, "/move", "application/json")
     assert response.status_code == 400, response.text
     assert "nests deeper" in response.json()["message"]
+
+
+def test_move_document_with_a_lone_surrogate_is_400(api: httpx.Client) -> None:
+    response = post(api, b'[{"destinationTable": "TransactionKeyValue", "key": "k", "value": "\\udc00"}]', "/move", "application/json")
+    assert response.status_code == 400, response.text
+    assert "surrogate" in response.json()["message"]
+
+
+def test_stalled_move_document_is_408_not_500(stack: Stack) -> None:
+    """A /move client that stops sending gets the upload's answer (408 after the stall time), not a 500."""
+    head = "POST /move HTTP/1.1\nHost: ingest\nContent-Type: application/json\nContent-Length: 100\n"
+    status, text = hostile.raw_exchange(stack.api_url, head, [b'[{"destinationTable": '])
+    assert status == 408, text
+    assert "stalled" in json.loads(text)["message"] and "Traceback" not in text
