@@ -98,7 +98,10 @@ def scan_tree(root: Path, *, warn: Warn, exclude: Path | None = None) -> list[So
     """
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory")
-    excluded = exclude.resolve() if exclude is not None else None
+    try:
+        excluded = identity(os.stat(exclude)) if exclude is not None else None
+    except FileNotFoundError:
+        excluded = None
     found: list[SourceFile] = []
     pending = [root]
     while pending:
@@ -115,14 +118,18 @@ def scan_tree(root: Path, *, warn: Warn, exclude: Path | None = None) -> list[So
                 pending.append(path)
             elif not entry.is_file(follow_symlinks=False):
                 warn(f"skipping {path}: not a regular file")
-            elif excluded is None or path.resolve() != excluded:
-                info = entry.stat(follow_symlinks=False)
+            elif identity(info := entry.stat(follow_symlinks=False)) != excluded:
                 relative = path.relative_to(root).as_posix()
                 check_name(path, relative)
                 found.append(SourceFile(path, relative, info.st_size, info.st_mtime_ns))
     if not found:
         raise UsageError(f"{root} holds no regular file to bundle")
     return sorted(found, key=lambda source: source.relative)
+
+
+def identity(info: os.stat_result) -> tuple[int, int]:
+    """Which file this is, whatever path leads to it."""
+    return info.st_dev, info.st_ino
 
 
 def check_name(path: Path, relative: str) -> None:
