@@ -140,6 +140,7 @@ class Faults:
             (0.45, lambda: self._restart("api")),
             (0.55, self.kill_a_worker),
             (0.60, self._object_store_outage),
+            (0.70, self._kube_api_outage),
             (0.80, self.kill_a_worker),
         ]
         start = time.monotonic()
@@ -154,6 +155,13 @@ class Faults:
         time.sleep(0.5)
         self.stack.start(component, timeout=120)
         self.done.append(f"{component} killed (SIGKILL) and restarted")
+
+    def _kube_api_outage(self) -> None:
+        """The Kubernetes API server goes away for a moment (stopped cleanly: it is the database)."""
+        self.stack.stop("kubeapi")
+        time.sleep(3)
+        self.stack.start("kubeapi")
+        self.done.append("Kubernetes API stopped for 3 s")
 
     def _object_store_outage(self) -> None:
         if self.stack.external:

@@ -14,6 +14,8 @@ from typing import Final
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from ingest.kube import retrying
+
 COUNTER_CONFIGMAP: Final = "ingest-ids"
 JOB_IDS: Final = "job-ids"
 FILE_IDS: Final = "file-ids"
@@ -24,13 +26,13 @@ def reserve(client: kubernetes.client.ApiClient, namespace: str, sequence: str, 
     core = kubernetes.client.CoreV1Api(client)
     for attempt in range(100):
         try:
-            config_map = core.read_namespaced_config_map(COUNTER_CONFIGMAP, namespace)
+            config_map = retrying(lambda: core.read_namespaced_config_map(COUNTER_CONFIGMAP, namespace))
         except ApiException as error:
             if error.status != 404:
                 raise
             body = {"metadata": {"name": COUNTER_CONFIGMAP}, "data": {sequence: str(1 + count)}}
             try:
-                core.create_namespaced_config_map(namespace, body)
+                retrying(lambda: core.create_namespaced_config_map(namespace, body))
                 return 1
             except ApiException as conflict:
                 if conflict.status != 409:
@@ -41,7 +43,7 @@ def reserve(client: kubernetes.client.ApiClient, namespace: str, sequence: str, 
         data[sequence] = str(first + count)
         patch = {"metadata": {"resourceVersion": config_map.metadata.resource_version}, "data": data}
         try:
-            core.patch_namespaced_config_map(COUNTER_CONFIGMAP, namespace, patch)
+            retrying(lambda: core.patch_namespaced_config_map(COUNTER_CONFIGMAP, namespace, patch))
             return first
         except ApiException as error:
             if error.status != 409:

@@ -12,15 +12,17 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from ingest import jobs
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Job = dict[str, Any]
 Decide = Callable[[Job], "dict[str, Any] | None"]
 
@@ -41,6 +43,27 @@ def api_client(pool_size: int = 16, config_file: str | None = None) -> kubernete
 
 def is_status(error: BaseException, *codes: int) -> bool:
     return isinstance(error, ApiException) and error.status in codes
+
+
+def transient(error: BaseException) -> bool:
+    """An API server that is restarting, overloaded or briefly unreachable: worth another try."""
+    if isinstance(error, ApiException):
+        return error.status in (0, 429, 500, 502, 503, 504)
+    return isinstance(error, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
+
+
+def retrying(call: Callable[[], T], *, attempts: int = 8, first_delay: float = 0.25) -> T:
+    """Run `call`, retrying transient failures with exponential backoff (about 30 s in all)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as error:
+            if not transient(error) or attempt + 1 == attempts:
+                raise
+            delay = min(8.0, first_delay * 2**attempt)
+            log.warning("Kubernetes API unavailable (%s); retrying in %.1f s", type(error).__name__, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def read_pod(client: kubernetes.client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
@@ -67,7 +90,7 @@ class JobStore:
 
     def get(self, name: str) -> Job | None:
         try:
-            return self.custom.get_namespaced_custom_object(*self._args(), name)
+            return retrying(lambda: self.custom.get_namespaced_custom_object(*self._args(), name))
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -76,11 +99,19 @@ class JobStore:
     def create(self, body: Job) -> Job:
         """Create a job; the status it carries is written through the status subresource."""
         status = body.get("status")
-        created = self.custom.create_namespaced_custom_object(*self._args(), body)
+        name = body["metadata"]["name"]
+        try:
+            created = retrying(lambda: self.custom.create_namespaced_custom_object(*self._args(), body))
+        except ApiException as error:
+            # A retried create whose first attempt went through: the object is ours if it is bare.
+            existing = self.get(name) if error.status == 409 else None
+            if existing is None or existing.get("status"):
+                raise
+            created = existing
         if status:
-            created = self.custom.patch_namespaced_custom_object_status(
-                *self._args(), body["metadata"]["name"], {"status": status}
-            )
+            created = retrying(lambda: self.custom.patch_namespaced_custom_object_status(
+                *self._args(), name, {"status": status}
+            ))
         return created
 
     def list(self, label_selector: str | None = None) -> list[Job]:
@@ -126,7 +157,7 @@ class JobStore:
                 "status": change,
             }
             try:
-                return self.custom.patch_namespaced_custom_object_status(*self._args(), name, body)
+                return retrying(lambda: self.custom.patch_namespaced_custom_object_status(*self._args(), name, body))
             except ApiException as error:
                 if error.status != 409:
                     raise
