@@ -43,6 +43,8 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_MAX_METADATA_BYTES", str(64 * MiB), "Largest accepted metadata.txt (or /move document)."),
     Var("INGEST_UPLOAD_CONCURRENCY", "8", "Files a worker uploads in parallel."),
     Var("INGEST_MOVE_ROOTS", "", "Colon-separated folders /move may take files from (mounted into worker Pods); empty: none."),
+    Var("INGEST_MOVE_PVC", "", "PersistentVolumeClaim mounted into worker Pods for /move sources; empty: none."),
+    Var("INGEST_MOVE_MOUNT", "/move", "Where worker Pods mount INGEST_MOVE_PVC (put it in INGEST_MOVE_ROOTS)."),
     Var("INGEST_MOVE_REMOVE_SOURCES", "true", "After a successful /move, delete filesystem sources (as upstream)."),
     Var("INGEST_MOVE_REMOVE_S3_SOURCES", "false", "After a successful /move, delete s3:// sources."),
     Var("INGEST_JOB_ID_BLOCK", "10", "Job ids an API replica reserves at a time."),
@@ -66,6 +68,8 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_AUTH_TOKENS_FILE", "", "File of `token user` lines (or a JSON object): bearer tokens the API accepts; empty: no tokens."),
     Var("INGEST_AUTH_HEADER", "", "Header a trusted proxy sets to the authenticated user (e.g. X-Http-Authed-User); empty: none."),
     Var("INGEST_LOG_LEVEL", "INFO", "Log level."),
+    Var("INGEST_LOG_FORMAT", "text", "`text` (one line per event, `job_id=N` on lines about a job) or `json` (one JSON object per line)."),
+    Var("INGEST_OPERATOR_METRICS_PORT", "9090", "Port of the operator's Prometheus `/metrics` endpoint (0: none)."),
 )
 
 
@@ -105,6 +109,8 @@ class Settings:
     max_metadata_bytes: int
     upload_concurrency: int
     move_roots: tuple[str, ...]
+    move_pvc: str
+    move_mount: str
     move_remove_sources: bool
     move_remove_s3_sources: bool
     job_id_block: int
@@ -128,6 +134,8 @@ class Settings:
     auth_tokens_file: str
     auth_header: str
     log_level: str
+    log_format: str
+    operator_metrics_port: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -153,6 +161,8 @@ class Settings:
             max_metadata_bytes=int(get("INGEST_MAX_METADATA_BYTES")),
             upload_concurrency=max(1, int(get("INGEST_UPLOAD_CONCURRENCY"))),
             move_roots=tuple(root for root in get("INGEST_MOVE_ROOTS").split(":") if root),
+            move_pvc=get("INGEST_MOVE_PVC"),
+            move_mount=get("INGEST_MOVE_MOUNT"),
             move_remove_sources=_flag(get("INGEST_MOVE_REMOVE_SOURCES")),
             move_remove_s3_sources=_flag(get("INGEST_MOVE_REMOVE_S3_SOURCES")),
             job_id_block=max(1, int(get("INGEST_JOB_ID_BLOCK"))),
@@ -176,6 +186,8 @@ class Settings:
             auth_tokens_file=get("INGEST_AUTH_TOKENS_FILE"),
             auth_header=get("INGEST_AUTH_HEADER"),
             log_level=get("INGEST_LOG_LEVEL").upper(),
+            log_format="json" if get("INGEST_LOG_FORMAT").strip().lower() == "json" else "text",
+            operator_metrics_port=int(get("INGEST_OPERATOR_METRICS_PORT")),
         )
 
     def worker_environment(self) -> dict[str, str]:
@@ -184,7 +196,7 @@ class Settings:
         return {
             var.name: os.environ.get(var.name, var.default)
             for var in ENV
-            if var.name not in secret and not var.name.startswith(("INGEST_API_", "INGEST_WORKER_", "INGEST_AUTH_"))
+            if var.name not in secret and not var.name.startswith(("INGEST_API_", "INGEST_WORKER_", "INGEST_AUTH_", "INGEST_OPERATOR_"))
         } | {"INGEST_NAMESPACE": self.namespace}
 
 

@@ -18,7 +18,7 @@ def worker_pod(job: dict[str, Any], settings: Settings, attempt: int) -> dict[st
     job_id = str(job["spec"]["jobId"])
     name = worker_pod_name(meta["name"], attempt)
     env = {**settings.worker_environment(), "INGEST_JOB_NAME": meta["name"], "INGEST_LOG_LEVEL": settings.log_level}
-    return {
+    pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -55,6 +55,11 @@ def worker_pod(job: dict[str, Any], settings: Settings, attempt: int) -> dict[st
             }],
         },
     }
+    if settings.move_pvc:  # the volume /move sources live on (the chart's moveVolume)
+        pod["spec"]["volumes"] = [{"name": "move", "persistentVolumeClaim": {"claimName": settings.move_pvc}}]
+        pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "move", "mountPath": settings.move_mount}]
+        pod["spec"]["securityContext"]["fsGroup"] = 10001  # the image's user may then remove moved sources
+    return pod
 
 
 def failure_reason(pod: dict[str, Any]) -> tuple[str, bool]:
