@@ -10,10 +10,10 @@ from ingest.logs import setup_logging
 
 def main() -> None:
     settings = Settings.from_env()
-    setup_logging(settings.log_level)
+    setup_logging(settings)
     uvicorn.run(
         create_app(settings), host=settings.api_host, port=settings.api_port,
-        log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=10,
+        log_level=settings.log_level.lower(), access_log=False, log_config=None, timeout_graceful_shutdown=10,
     )
 
 

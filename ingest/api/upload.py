@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ingest import jobs
+from ingest import jobs, logs, metrics
 from ingest.api.errors import error_response
 from ingest.api.pipe import Pipe, run_in_thread
 from ingest.api.services import Services
@@ -123,12 +123,19 @@ class Progress:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
+def observe_upload(outcome: str, size: int, started: float) -> None:
+    metrics.UPLOAD_SIZE.labels(outcome).observe(size)
+    metrics.UPLOAD_DURATION.labels(outcome).observe(time.monotonic() - started)
+
+
 async def ingest(request: Request) -> Response:
+    started = time.monotonic()
     services: Services = request.app.state.services
     settings = services.settings
     check_content_type(request)
     expected = declared_length(request, settings.max_body_bytes)
     job_id = await asyncio.to_thread(services.job_ids.next)
+    logs.bind_job(job_id)
     name = jobs.job_name(job_id)
     bundle_key = jobs.staged_bundle_key(job_id)
     body = jobs.new_job(
@@ -136,6 +143,7 @@ async def ingest(request: Request) -> Response:
         staged_bucket=services.storage.staging, staged_key=bundle_key,
     )
     services.cache.put(await asyncio.to_thread(services.jobs.create, body))
+    metrics.JOBS_SUBMITTED.labels(jobs.OPERATION_UPLOAD).inc()
     log.info("job %s: upload started (%s bytes declared)", job_id, expected if expected is not None else "unknown")
 
     digest = hashlib.sha256()
@@ -179,6 +187,7 @@ async def ingest(request: Request) -> Response:
         await asyncio.gather(writer, progress.settle(), return_exceptions=True)
         await asyncio.to_thread(fail, services, job_id, jobs.UPLOADING, error.message, uploadedBytes=received)
         log.warning("job %s: %s", job_id, error.message)
+        observe_upload("failed", received, started)
         return error_response(error.status, f"job {job_id} failed: {error.message}")
 
     await progress.settle()
@@ -186,6 +195,7 @@ async def ingest(request: Request) -> Response:
         await asyncio.gather(writer, return_exceptions=True)
         job = await asyncio.to_thread(fail, services, job_id, bundle_error.task, bundle_error.message, uploadedBytes=received)
         log.info("job %s: refused at %s: %s", job_id, bundle_error.task, bundle_error.message)
+        observe_upload("refused", received, started)
         return JSONResponse(services.cache.put(job) if job else jobs.state_document(body))
 
     await pipe.close()
@@ -199,9 +209,11 @@ async def ingest(request: Request) -> Response:
         log.exception("job %s: staging failed", job_id)
         message = f"the object store did not take the bundle ({received} bytes received): {error}"
         await asyncio.to_thread(fail, services, job_id, jobs.UPLOADING, message, uploadedBytes=received)
+        observe_upload("failed", received, started)
         return error_response(503, f"job {job_id} failed: {message}")
     job = await asyncio.to_thread(mark_staged, services, job_id, received, digest.hexdigest())
     log.info("job %s: staged %d bytes", job_id, received)
+    observe_upload("staged", received, started)
     return JSONResponse(services.cache.put(job))
 
 

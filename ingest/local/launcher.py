@@ -30,7 +30,7 @@ from ingest.local import objectstore
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = ("kubeapi", "podrunner", "operator", "api")  # start order; stopped in reverse
-DEFAULT_PORTS = {"api": 8066, "kubeapi": 8067, "s3": 8068, "mon": 8069, "operator": 8070}
+DEFAULT_PORTS = {"api": 8066, "kubeapi": 8067, "s3": 8068, "mon": 8069, "operator": 8070, "metrics": 8071}
 IDENTITIES = {
     "admin": "admin",
     "api": "system:serviceaccount:{namespace}:ingest-api",
@@ -140,6 +140,8 @@ class Stack:
             env["KUBECONFIG"] = str(self.kubeconfig(component))
         if component == "api":
             env |= {"INGEST_API_HOST": "127.0.0.1", "INGEST_API_PORT": str(self.ports["api"])}
+        if component == "operator":  # a stack.json from before the metrics port existed has none
+            env["INGEST_OPERATOR_METRICS_PORT"] = str(self.ports.get("metrics", DEFAULT_PORTS["metrics"]))
         return env
 
     def command(self, component: str) -> list[str]:

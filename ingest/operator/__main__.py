@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint")
     args = parser.parse_args()
     settings = Settings.from_env()
-    setup_logging(settings.log_level)
+    setup_logging(settings)
     kopf.run(
         standalone=args.peering is None,
         peering_name=args.peering,

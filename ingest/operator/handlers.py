@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from ingest import jobs, kube
+from ingest import jobs, kube, logs, metrics
 from ingest.config import Settings
 from ingest.operator.podspec import WORKER
 from ingest.operator.reconcile import Reconciler
@@ -40,9 +40,11 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     config = Settings.from_env()
-    storage = Storage(config)
+    if "stop_metrics" not in _state:  # kopf retries a failed start-up: the port is bound once
+        _state["stop_metrics"] = metrics.serve_operator(config.operator_metrics_port)
+    storage = metrics.instrument_object_store(Storage(config))
     await asyncio.to_thread(storage.ensure_buckets)
-    _state["reconciler"] = Reconciler(config, kube.api_client(), storage)
+    _state["reconciler"] = Reconciler(config, metrics.instrument_kubernetes(kube.api_client()), storage)
     _state["sweeper"] = asyncio.create_task(sweep_forever())
 
 
@@ -51,6 +53,9 @@ async def stop(**_: Any) -> None:
     task = _state.get("sweeper")
     if task:
         task.cancel()
+    stop_metrics = _state.pop("stop_metrics", None)
+    if stop_metrics:
+        stop_metrics()
 
 
 async def sweep_forever() -> None:
@@ -64,12 +69,18 @@ async def sweep_forever() -> None:
 
 @kopf.on.event(jobs.GROUP, jobs.VERSION, jobs.PLURAL)
 def ingest_job_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
-    if event.get("type") == "DELETED":
-        reconciler().forget(body["metadata"]["name"])
-        return
-    reconciler().job_changed(dict(body))
+    name = body["metadata"]["name"]
+    with logs.job(logs.job_id_of_object(name)):
+        if event.get("type") == "DELETED":
+            reconciler().forget(name)
+            metrics.JOB_EVENTS.forget(name)
+            return
+        job = dict(body)
+        metrics.JOB_EVENTS.observe(job)
+        reconciler().job_changed(job)
 
 
 @kopf.on.event("", "v1", "pods", labels={jobs.COMPONENT_LABEL: WORKER})
 def worker_pod_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
-    reconciler().pod_changed(dict(body), deleted=event.get("type") == "DELETED")
+    with logs.job(logs.job_id_of_object(body["metadata"]["name"])):
+        reconciler().pod_changed(dict(body), deleted=event.get("type") == "DELETED")

@@ -12,7 +12,7 @@ import datetime
 import logging
 from typing import Any
 
-from ingest import jobs
+from ingest import jobs, logs, metrics
 from ingest.kube import read_pod
 from ingest.operator import events
 from ingest.operator.reconcile import Reconciler, in_phase, status_of
@@ -28,30 +28,37 @@ def age(status: dict[str, Any], field: str = "updated") -> float:
 
 
 def sweep(reconciler: Reconciler) -> None:
-    settings = reconciler.settings
     for job in list(reconciler.known.values()):
-        status = status_of(job)
-        if job["metadata"].get("deletionTimestamp"):
-            continue
-        if jobs.state_document(job)["complete"]:
-            expire(reconciler, job)
-            continue
-        if status.get("state") != jobs.OK:
-            continue
-        phase = status.get("phase")
-        if phase == jobs.PHASE_UPLOADING and age(status) > settings.upload_stall_seconds:
-            reconciler.fail(job, (
-                f"the upload stalled: no progress for {settings.upload_stall_seconds} s "
-                f"(INGEST_UPLOAD_STALL_SECONDS) after {status.get('uploadedBytes', 0)} bytes"
-            ), in_phase(jobs.PHASE_UPLOADING))
-        elif phase == jobs.PHASE_STAGED and age(status) > settings.start_timeout_seconds:
-            reconciler.fail(job, (
-                f"no worker could be started within {settings.start_timeout_seconds} s (INGEST_START_TIMEOUT_SECONDS)"
-            ), in_phase(jobs.PHASE_STAGED))
-        elif phase == jobs.PHASE_STAGED:
-            reconciler.start_worker(job)
-        elif phase == jobs.PHASE_RUNNING:
-            check_worker(reconciler, job)
+        with logs.job(logs.job_id_of_object(job["metadata"]["name"])):
+            sweep_job(reconciler, job)
+
+
+def sweep_job(reconciler: Reconciler, job: dict[str, Any]) -> None:
+    settings = reconciler.settings
+    status = status_of(job)
+    if job["metadata"].get("deletionTimestamp"):
+        return
+    if jobs.state_document(job)["complete"]:
+        expire(reconciler, job)
+        return
+    if status.get("state") != jobs.OK:
+        return
+    phase = status.get("phase")
+    if phase == jobs.PHASE_UPLOADING and age(status) > settings.upload_stall_seconds:
+        metrics.STUCK_JOBS.labels("upload_stalled").inc()
+        reconciler.fail(job, (
+            f"the upload stalled: no progress for {settings.upload_stall_seconds} s "
+            f"(INGEST_UPLOAD_STALL_SECONDS) after {status.get('uploadedBytes', 0)} bytes"
+        ), in_phase(jobs.PHASE_UPLOADING))
+    elif phase == jobs.PHASE_STAGED and age(status) > settings.start_timeout_seconds:
+        metrics.STUCK_JOBS.labels("worker_not_started").inc()
+        reconciler.fail(job, (
+            f"no worker could be started within {settings.start_timeout_seconds} s (INGEST_START_TIMEOUT_SECONDS)"
+        ), in_phase(jobs.PHASE_STAGED))
+    elif phase == jobs.PHASE_STAGED:
+        reconciler.start_worker(job)
+    elif phase == jobs.PHASE_RUNNING:
+        check_worker(reconciler, job)
 
 
 def check_worker(reconciler: Reconciler, job: dict[str, Any]) -> None:
@@ -59,12 +66,14 @@ def check_worker(reconciler: Reconciler, job: dict[str, Any]) -> None:
     pod_name = status_of(job).get("workerPod") or ""
     pod = read_pod(reconciler.client, settings.namespace, pod_name) if pod_name else None
     if pod is None:
+        metrics.STUCK_JOBS.labels("worker_vanished").inc()
         reconciler.worker_failed(job, pod_name, f"worker Pod {pod_name} disappeared", True)
         return
     phase = (pod.get("status") or {}).get("phase")
     if phase in ("Succeeded", "Failed"):
         reconciler.pod_changed(pod)
     elif phase in (None, "Pending") and age(status_of(job)) > settings.start_timeout_seconds:
+        metrics.STUCK_JOBS.labels("worker_pending").inc()
         reconciler.delete_pod(pod_name)
         reconciler.fail(job, (
             f"worker Pod {pod_name} did not start within {settings.start_timeout_seconds} s "

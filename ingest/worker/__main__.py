@@ -6,6 +6,7 @@ termination-message file, which Kubernetes shows on the Pod and the operator cop
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -13,13 +14,13 @@ import threading
 import traceback
 from pathlib import Path
 
-from ingest import kube
+from ingest import kube, logs
 from ingest.config import Settings
-from ingest.logs import setup_logging
 from ingest.storage import Storage
 from ingest.worker.pipeline import Worker
 
 TERMINATION_LOG = "/dev/termination-log"
+log = logging.getLogger("ingest.worker")
 
 
 class Terminated(Exception):
@@ -29,15 +30,16 @@ class Terminated(Exception):
 def write_termination_message(message: str) -> None:
     path = Path(os.environ.get("INGEST_TERMINATION_LOG", TERMINATION_LOG))
     try:
-        path.write_text(message[-4000:])  # Kubernetes keeps at most 4 KiB
+        path.write_text(logs.redact(message)[-4000:])  # Kubernetes keeps at most 4 KiB; the job shows it
     except OSError:
         pass
 
 
 def main() -> int:
     settings = Settings.from_env()
-    setup_logging(settings.log_level)
     name = os.environ["INGEST_JOB_NAME"]
+    logs.bind_process(logs.job_id_of_object(name))  # every line of this Pod is about its one job
+    logs.setup_logging(settings)
     stop = threading.Event()
 
     def on_sigterm(signum: int, frame: object) -> None:
@@ -50,14 +52,16 @@ def main() -> int:
         settings=settings, store=kube.JobStore(client, settings.namespace), storage=Storage(settings),
         client=client, name=name, pod=os.environ.get("INGEST_POD_NAME"), stop=stop,
     )
+    log.info("worker Pod %s started for %s", os.environ.get("INGEST_POD_NAME") or "?", name)
     try:
         worker.run()
     except Terminated as error:
+        log.warning("stopped: %s", error)
         write_termination_message(str(error))
         return 143
     except Exception as error:
         write_termination_message(f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
-        traceback.print_exc()
+        log.exception("worker crashed; the operator decides whether to retry")
         return 1
     return 0
 
