@@ -36,6 +36,9 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # the operator's own lines.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Our handlers name group, version and plural exactly; without scanning kopf needs no
+    # cluster-wide list/watch of namespaces and CRDs, so the operator's Role stays namespaced.
+    settings.scanning.disabled = True
     settings.execution.max_workers = 16
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60

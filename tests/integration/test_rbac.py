@@ -35,17 +35,8 @@ NOT_EXERCISED: dict[str, dict[Use, str]] = {
         for verb in ("get", "list", "watch", "patch")
     },
 }
-# Requests the chart deliberately does not allow: kopf's cluster-wide scanning of namespaces and
-# CRDs (it would need a ClusterRole). kopf logs a warning on the 403 and serves the configured
-# namespace anyway. Setting `settings.scanning.disabled = True` in the operator's startup handler
-# stops these requests; then this list must go (the test says so).
-DENIED: dict[str, dict[Use, str]] = {
-    "operator": {
-        (verb, group, resource, ""): "kopf scanning (cluster-wide; falls back on 403)"
-        for verb in ("list", "watch")
-        for group, resource in (("", "namespaces"), ("apiextensions.k8s.io", "customresourcedefinitions"))
-    },
-}
+# Requests the chart deliberately does not allow (none: the operator disables kopf's scanning).
+DENIED: dict[str, dict[Use, str]] = {}
 IGNORED_USERS = {"admin", "system:node:local", "system:anonymous", ""}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import pathlib
 import signal
@@ -91,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     crds = load_crd_files(args.crds) if args.crds else []
     for crd in crds:
         cluster.apply_crd(crd)
-    api = Api(cluster, RequestLog(args.request_log), bookmark_interval=args.bookmark_interval,
-              address=f"{args.host}:{args.port}")
+    requests = RequestLog(args.request_log)
+    usage_file = args.data.with_name(args.data.name + ".usage.json") if args.data is not None else None
+    if usage_file is not None and usage_file.exists():
+        requests.restore_usage(json.loads(usage_file.read_text()))
+    api = Api(cluster, requests, bookmark_interval=args.bookmark_interval, address=f"{args.host}:{args.port}")
     config = uvicorn.Config(build_app(api), host=args.host, port=args.port, log_level="warning",
                             access_log=False, lifespan="off", timeout_graceful_shutdown=3,
                             timeout_keep_alive=30)
@@ -113,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         await task
         if persister is not None:
             persister.flush()
+        if usage_file is not None:
+            persistence.save(usage_file, requests.usage_rows())
 
     asyncio.run(serve())
     return 0

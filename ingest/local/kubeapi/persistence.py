@@ -26,7 +26,7 @@ def load(path: pathlib.Path) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
-def save(path: pathlib.Path, data: dict[str, Any]) -> None:
+def save(path: pathlib.Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
     try:

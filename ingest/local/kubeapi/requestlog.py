@@ -53,6 +53,15 @@ class RequestLog:
         self._recent.clear()
         self._usage.clear()
 
+    def usage_rows(self) -> list[list[Any]]:
+        """The aggregate as rows, for keeping it across a restart (see `restore_usage`)."""
+        return [[*key, count] for key, count in sorted(self._usage.items())]
+
+    def restore_usage(self, rows: list[list[Any]]) -> None:
+        """The aggregate survives restarts, so "what did each component use" covers a whole run."""
+        for *key, count in rows:
+            self._usage[tuple(key)] += int(count)  # type: ignore[index]
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "requests": [e.as_dict() for e in self._recent],
