@@ -41,7 +41,7 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_MAX_BODY_BYTES", str(1024 * 1024 * MiB), "Largest accepted request body (413 above it)."),
     Var("INGEST_MAX_MEMBERS", "1000000", "Most tar members a bundle may hold."),
     Var("INGEST_MAX_METADATA_BYTES", str(64 * MiB), "Largest accepted metadata.txt (or /move document)."),
-    Var("INGEST_UPLOAD_CONCURRENCY", "8", "Files a worker uploads in parallel."),
+    Var("INGEST_UPLOAD_CONCURRENCY", "16", "Files (or batches of small files) a worker uploads in parallel."),
     Var("INGEST_MOVE_ROOTS", "", "Colon-separated folders /move may take files from (mounted into worker Pods); empty: none."),
     Var("INGEST_MOVE_PVC", "", "PersistentVolumeClaim mounted into worker Pods for /move sources; empty: none."),
     Var("INGEST_MOVE_MOUNT", "/move", "Where worker Pods mount INGEST_MOVE_PVC (put it in INGEST_MOVE_ROOTS)."),

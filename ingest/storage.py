@@ -69,13 +69,15 @@ class Storage:
 
     def put_stream(
         self, bucket: str, key: str, reader: BinaryIO, *, length: int = -1,
-        metadata: Mapping[str, str] | None = None, parallel: int = 2,
+        metadata: Mapping[str, str] | None = None, parallel: int = 1, part_size: int | None = None,
         content_type: str = "application/octet-stream",
     ) -> None:
-        """Stream `reader` into `key` in fixed-size parts; an exception from `reader` aborts it."""
+        """Stream `reader` into `key` in fixed-size parts; an exception from `reader` aborts it.
+
+        Memory is about (parallel + 1) parts: keep `parallel` low where many streams run at once."""
         self.minio.put_object(
             bucket, key, reader, length, content_type=content_type,
-            metadata=dict(metadata or {}), part_size=self.settings.part_size,
+            metadata=dict(metadata or {}), part_size=part_size or self.settings.part_size,
             num_parallel_uploads=parallel,
         )
 
@@ -88,6 +90,14 @@ class Storage:
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         response = self.minio.get_object(bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def get_range(self, bucket: str, key: str, offset: int, length: int) -> bytes:
+        response = self.minio.get_object(bucket, key, offset=offset, length=length)
         try:
             return response.read()
         finally:

@@ -5,11 +5,13 @@ The request body arrives on the event loop in small chunks; `minio.put_object` w
 chunk) and holds at most `depth` blocks, so memory stays constant whatever the body's size and a
 slow object store slows the client down instead of filling memory. `read(n)` returns n bytes
 whenever it can, because the SDK appends what it reads to a `bytes` part (small reads would make
-that quadratic).
+that quadratic). The reader also hashes what passes (SHA-256 of the whole body): on its own
+thread, hashlib releases the GIL, so the event loop does not pay for it.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import queue
 import threading
 from typing import Any, Callable
@@ -29,6 +31,7 @@ class Pipe:
         self._buffer = bytearray()
         self._eof = False
         self.reader_error: BaseException | None = None
+        self.sha256 = hashlib.sha256()
 
     # --- event-loop side ---------------------------------------------------------------------
     async def write(self, chunk: bytes) -> None:
@@ -95,6 +98,7 @@ class Pipe:
         else:
             data = bytes(self._buffer[:size])
             del self._buffer[:size]
+        self.sha256.update(data)
         return data
 
 

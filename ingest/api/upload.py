@@ -10,7 +10,6 @@ never left at UPLOADING.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from typing import AsyncIterator
@@ -59,6 +58,14 @@ async def body_chunks(request: Request, *, stall_seconds: float) -> AsyncIterato
             yield chunk
         if not message.get("more_body", False):
             return
+
+
+def staging_part_size(part_size: int, length: int | None) -> int:
+    """S3 allows 10,000 parts: a body of known length gets parts large enough for it. (A chunked
+    body of unknown length is limited to 10,000 x INGEST_PART_SIZE.)"""
+    if length is None:
+        return part_size
+    return max(part_size, -(-length // 9_000))
 
 
 def declared_length(request: Request, limit: int) -> int | None:
@@ -146,11 +153,12 @@ async def ingest(request: Request) -> Response:
     metrics.JOBS_SUBMITTED.labels(jobs.OPERATION_UPLOAD).inc()
     log.info("job %s: upload started (%s bytes declared)", job_id, expected if expected is not None else "unknown")
 
-    digest = hashlib.sha256()
     scanner = TarScanner(bundle_limits(settings))
     pipe = Pipe()
+    part_size = staging_part_size(settings.part_size, expected)
     writer = run_in_thread(
-        lambda: pipe.drain_into(lambda source: services.storage.put_stream(services.storage.staging, bundle_key, source)),
+        lambda: pipe.drain_into(lambda source: services.storage.put_stream(
+            services.storage.staging, bundle_key, source, part_size=part_size, parallel=1)),
         f"stage-{job_id}",
     )
     progress = Progress(services, job_id)
@@ -162,7 +170,6 @@ async def ingest(request: Request) -> Response:
             if received > settings.max_body_bytes:
                 raise BodyError(413, f"the bundle passed this service's limit of {settings.max_body_bytes} bytes")
             if bundle_error is None:
-                digest.update(chunk)
                 try:
                     scanner.feed(chunk)
                 except BundleError as error:
@@ -211,7 +218,7 @@ async def ingest(request: Request) -> Response:
         await asyncio.to_thread(fail, services, job_id, jobs.UPLOADING, message, uploadedBytes=received)
         observe_upload("failed", received, started)
         return error_response(503, f"job {job_id} failed: {message}")
-    job = await asyncio.to_thread(mark_staged, services, job_id, received, digest.hexdigest())
+    job = await asyncio.to_thread(mark_staged, services, job_id, received, pipe.sha256.hexdigest())
     log.info("job %s: staged %d bytes", job_id, received)
     observe_upload("staged", received, started)
     return JSONResponse(services.cache.put(job))

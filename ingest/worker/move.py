@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest import jobs
 from ingest.bundle import BundleError, FileEntry, final_document, parse_move_document
-from ingest.worker.transfer import Copy, copy_all, object_metadata
+from ingest.worker.transfer import Batch, Copy, object_metadata
 
 if TYPE_CHECKING:
     from ingest.worker.pipeline import Worker
@@ -107,7 +107,7 @@ def run_move(worker: "Worker", job: dict[str, Any]) -> None:
     copies = [source_copy(worker, entry, job_id=job_id, file_id=first_id + position)
               for position, entry in enumerate(manifest.files)]
     worker.record_plan(job_id, [copy.key for copy in copies] + [worker.metadata_key(job_id)])
-    worker.copy(copies, jobs.MOVE_FILES, total)
+    worker.copy([Batch([copy]) for copy in copies], jobs.MOVE_FILES, total)
     reporter.step(jobs.MOVE_FILES, 100.0, bytesDone=total, filesDone=len(copies))
 
     worker.finish(job_id, document, user)

@@ -8,21 +8,30 @@ error leaves the status to the operator, which retries or fails the job.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 from typing import Any
 
 from ingest import ids, jobs
-from ingest.bundle import BundleError, TarIndex, final_document, match, parse_metadata
+from ingest.bundle import BundleError, Member, TarIndex, final_document, match, parse_metadata
 from ingest.config import Settings, bundle_limits
 from ingest.kube import JobStore
 from ingest.storage import Storage, is_missing
 from ingest.worker import peers
 from ingest.worker.reporter import Cancelled, Reporter
-from ingest.worker.transfer import Copy, copy_all, object_metadata
+from ingest.worker.transfer import Batch, Copy, Window, copy_all, object_metadata
 
 log = logging.getLogger(__name__)
+
+# Batching of small files (see transfer.Window): one ranged read serves up to WINDOW_FILES
+# neighbouring members of at most SMALL_FILE bytes each, spanning at most WINDOW_BYTES, with at
+# most WINDOW_GAP bytes (headers, unlisted members) between two of them.
+SMALL_FILE = 1024 * 1024
+WINDOW_BYTES = 4 * 1024 * 1024
+WINDOW_GAP = 64 * 1024
+WINDOW_FILES = 256
 
 
 class Progress:
@@ -124,9 +133,9 @@ class Worker:
             seen.add(key)
         self.storage.put_json(self.storage.staging, jobs.planned_keys_key(job_id), keys)
 
-    def copy(self, copies: list[Copy], task: str, total: int) -> None:
+    def copy(self, batches: list[Batch], task: str, total: int) -> None:
         progress = Progress(self.reporter, total)
-        copy_all(self.storage, copies, task=task, concurrency=self.settings.upload_concurrency,
+        copy_all(self.storage, batches, task=task, concurrency=self.settings.upload_concurrency,
                  on_bytes=progress.add, stop=self.stop)
 
     def finish(self, job_id: int, document: list[Any], user: str | None) -> None:
@@ -143,6 +152,35 @@ class Worker:
             log.warning("job %s: could not remove the staged bundle: %s", job_id, error)
 
     # --- upload ---------------------------------------------------------------------------
+    def batches(self, bucket: str, key: str, planned: list[tuple[Member, Copy]]) -> list[Batch]:
+        """Small neighbouring members share one ranged read; a large member streams on its own."""
+        batches: list[Batch] = []
+        group: list[tuple[Member, Copy]] = []
+
+        def close_group() -> None:
+            if not group:
+                return
+            start, end = group[0][0].data_offset, group[-1][0].data_end
+            window = Window(lambda: self.storage.get_range(bucket, key, start, end - start), start)
+            batches.append(Batch([
+                dataclasses.replace(copy, open=lambda member=member: window.slice(member.data_offset, member.size))
+                for member, copy in group
+            ], window))
+            group.clear()
+
+        for member, copy in sorted(planned, key=lambda pair: pair[0].data_offset):
+            if member.size > SMALL_FILE:
+                close_group()
+                batches.append(Batch([copy]))
+                continue
+            if group and (member.data_end - group[0][0].data_offset > WINDOW_BYTES
+                          or member.data_offset - group[-1][0].data_end > WINDOW_GAP
+                          or len(group) >= WINDOW_FILES):
+                close_group()
+            group.append((member, copy))
+        close_group()
+        return batches
+
     def run_upload(self, job: dict[str, Any]) -> None:
         spec = job["spec"]
         job_id = int(spec["jobId"])
@@ -164,10 +202,10 @@ class Worker:
 
         total = sum(member.size for _, member in pairs)
         self.reporter.step(jobs.INGEST_FILES, 0.0, bytesTotal=total, bytesDone=0)
-        copies = []
+        planned: list[tuple[Member, Copy]] = []
         for position, (entry, member) in enumerate(pairs):
             file_id = first_id + position
-            copies.append(Copy(
+            planned.append((member, Copy(
                 label=member.name,
                 key=entry.key(job_id=job_id, template=self.settings.archive_key_template, file_id=file_id),
                 size=member.size,
@@ -176,9 +214,9 @@ class Worker:
                 open=lambda member=member: self.storage.open_range(bucket, key, member.data_offset, member.size),
                 metadata=object_metadata(job_id=job_id, file_id=file_id, hashtype=entry.hashtype, hashsum=entry.hashsum),
                 content_type=entry.mimetype or "application/octet-stream",
-            ))
-        self.record_plan(job_id, [copy.key for copy in copies] + [self.metadata_key(job_id)])
-        self.copy(copies, jobs.INGEST_FILES, total)
-        self.reporter.step(jobs.INGEST_FILES, 100.0, bytesDone=total, filesDone=len(copies))
+            )))
+        self.record_plan(job_id, [copy.key for _, copy in planned] + [self.metadata_key(job_id)])
+        self.copy(self.batches(bucket, key, planned), jobs.INGEST_FILES, total)
+        self.reporter.step(jobs.INGEST_FILES, 100.0, bytesDone=total, filesDone=len(planned))
 
         self.finish(job_id, document, user)

@@ -5,16 +5,25 @@ a move source, through a verifying reader, into `put_object`. The reader checks 
 digest the moment the last byte passes, *before* the SDK sends the final part, so a file whose
 digest is wrong never becomes an object (single PUT never sent, multipart aborted). Upstream
 Pacifica stored first and hashed afterwards.
+
+Work is handed out in batches. Small neighbouring members of a bundle form one batch served by a
+single ranged read (a `Window`): for thousands of small files, one GET per file cost more than
+the PUTs themselves. Large files stream in parts, one part in flight each, and only a few at a
+time (`LARGE_FILES_AT_ONCE`), so a worker's memory stays bounded whatever the bundle holds.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import io
 import threading
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Sequence
 
 from ingest.bundle import BundleError, hasher
 from ingest.storage import Storage
+
+
+LARGE_FILES_AT_ONCE = 2  # files above the part size: each holds about two parts in memory
 
 
 class Stopped(Exception):
@@ -87,7 +96,42 @@ class VerifyingReader:
         self.verified = True
 
 
-def put_verified(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[int], None], stop: threading.Event) -> None:
+class Window:
+    """One ranged read of the staged bundle that serves a batch of small neighbouring members."""
+
+    def __init__(self, fetch: Callable[[], bytes], start: int) -> None:
+        self._fetch = fetch
+        self.start = start
+        self._data: bytes | None = None
+
+    def slice(self, offset: int, size: int) -> BinaryIO:
+        if self._data is None:
+            self._data = self._fetch()
+        begin = offset - self.start
+        return io.BytesIO(self._data[begin:begin + size])
+
+    def release(self) -> None:
+        self._data = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """Copies one thread runs in order; `window`, if any, is read once for all of them."""
+
+    copies: Sequence[Copy]
+    window: Window | None = None
+
+
+def put_verified(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[int], None], stop: threading.Event,
+                 large: threading.Semaphore) -> None:
+    if copy.size > storage.settings.part_size and not copy.server_copy:
+        with large:
+            _put(storage, copy, task, on_bytes, stop)
+    else:
+        _put(storage, copy, task, on_bytes, stop)
+
+
+def _put(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[int], None], stop: threading.Event) -> None:
     source = copy.open()
     try:
         reader = VerifyingReader(source, copy, task, on_bytes, stop)
@@ -99,11 +143,9 @@ def put_verified(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[in
             reader.verify()
             storage.copy(storage.archive, copy.key, *copy.server_copy, metadata=copy.metadata)
             return
-        # Parts of one large file go up in parallel; small files are parallel among themselves.
-        parallel = 2 if copy.size > storage.settings.part_size else 1
         storage.put_stream(
             storage.archive, copy.key, reader, length=copy.size, metadata=copy.metadata,
-            parallel=parallel, content_type=copy.content_type,
+            content_type=copy.content_type,
         )
         reader.verify()
     finally:
@@ -115,13 +157,24 @@ def put_verified(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[in
             release()
 
 
+def run_batch(storage: Storage, batch: Batch, task: str, on_bytes: Callable[[int], None], stop: threading.Event,
+              large: threading.Semaphore) -> None:
+    try:
+        for copy in batch.copies:
+            put_verified(storage, copy, task, on_bytes, stop, large)
+    finally:
+        if batch.window is not None:
+            batch.window.release()
+
+
 def copy_all(
-    storage: Storage, copies: Iterable[Copy], *, task: str, concurrency: int,
+    storage: Storage, batches: Iterable[Batch], *, task: str, concurrency: int,
     on_bytes: Callable[[int], None], stop: threading.Event,
 ) -> None:
-    """Run every copy, `concurrency` at a time; the first failure stops the rest and is raised."""
+    """Run every batch, `concurrency` at a time; the first failure stops the rest and is raised."""
+    large = threading.Semaphore(LARGE_FILES_AT_ONCE)
     with concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="copy") as pool:
-        futures = [pool.submit(put_verified, storage, copy, task, on_bytes, stop) for copy in copies]
+        futures = [pool.submit(run_batch, storage, batch, task, on_bytes, stop, large) for batch in batches]
         first_error: BaseException | None = None
         for future in concurrent.futures.as_completed(futures):
             error = future.exception()
@@ -140,6 +193,3 @@ def object_metadata(*, job_id: int, file_id: int, hashtype: str, hashsum: str) -
     """What every archived file carries, so the archive explains itself without the metadata store."""
     return {"job-id": str(job_id), "file-id": str(file_id), "hashtype": hashtype, "hashsum": hashsum}
 
-
-def planned(copies: list[Copy], extra: Iterable[str] = ()) -> list[str]:
-    return [copy.key for copy in copies] + list(extra)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import httpx
 import pytest
@@ -128,3 +129,19 @@ def test_subdir_spellings_name_the_same_member(api: httpx.Client, s3: Minio, sub
         return
     assert final["state"] == "OK", final
     assert s3.get_object("ingest-archive", f"{final['job_id']}/a/b/f.txt").read() == b"same"
+
+
+def test_small_files_read_together_and_large_files_alone_all_arrive_intact(api: httpx.Client, s3: Minio) -> None:
+    """Neighbouring small members share one ranged read; unlisted and large members break the run."""
+    small = {f"s/{index:04}.bin": os.urandom(index * 37 % 5000) for index in range(600)}
+    large = {"l/big.bin": os.urandom(3 * 1024 * 1024 + 17)}
+    listed = {**dict(list(small.items())[:300]), **large, **dict(list(small.items())[300:])}
+    metadata = TRANSACTION + [files_entry(path.rpartition("/")[2], path.rpartition("/")[0], data) for path, data in listed.items()]
+    members = [(f"data/{path}", data) for path, data in list(listed.items())[:150]]
+    members.append(("data/unlisted/filler.bin", os.urandom(2 * 1024 * 1024)))  # a gap in the run
+    members += [(f"data/{path}", data) for path, data in list(listed.items())[150:]]
+    members.append(("metadata.txt", json.dumps(metadata).encode()))
+    final = wait_complete(api, upload(api, tar_bytes(members))["job_id"])
+    assert final["state"] == "OK", final
+    for path, data in listed.items():
+        assert s3.get_object("ingest-archive", f"{final['job_id']}/{path}").read() == data, path
