@@ -5,10 +5,12 @@ import uvicorn
 
 from ingest.api.app import create_app
 from ingest.config import Settings
+from ingest.memory import bound_malloc
 from ingest.logs import setup_logging
 
 
 def main() -> None:
+    bound_malloc()
     settings = Settings.from_env()
     setup_logging(settings)
     uvicorn.run(

@@ -60,12 +60,15 @@ async def body_chunks(request: Request, *, stall_seconds: float) -> AsyncIterato
             return
 
 
-def staging_part_size(part_size: int, length: int | None) -> int:
-    """S3 allows 10,000 parts: a body of known length gets parts large enough for it. (A chunked
-    body of unknown length is limited to 10,000 x INGEST_PART_SIZE.)"""
+STAGING_PART = 8 * 1024 * 1024  # two in flight and one filling: ~24 MiB per upload, whatever its size
+CHUNKED_STAGING_PART = 16 * 1024 * 1024  # unknown length: 10,000 parts of this allow 156 GiB
+
+
+def staging_part_size(length: int | None) -> int:
+    """S3 allows 10,000 parts: a body of known length gets parts just large enough for it."""
     if length is None:
-        return part_size
-    return max(part_size, -(-length // 9_000))
+        return CHUNKED_STAGING_PART
+    return max(STAGING_PART, -(-length // 9_000))
 
 
 def declared_length(request: Request, limit: int) -> int | None:
@@ -155,10 +158,11 @@ async def ingest(request: Request) -> Response:
 
     scanner = TarScanner(bundle_limits(settings))
     pipe = Pipe()
-    part_size = staging_part_size(settings.part_size, expected)
+    part_size = staging_part_size(expected)
     writer = run_in_thread(
         lambda: pipe.drain_into(lambda source: services.storage.put_stream(
-            services.storage.staging, bundle_key, source, part_size=part_size, parallel=1)),
+            services.storage.staging, bundle_key, source, length=-1 if expected is None else expected,
+            part_size=part_size, parallel=2)),
         f"stage-{job_id}",
     )
     progress = Progress(services, job_id)

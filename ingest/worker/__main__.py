@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ingest import kube, logs
 from ingest.config import Settings
+from ingest.memory import bound_malloc
 from ingest.storage import Storage
 from ingest.worker.pipeline import Worker
 
@@ -36,6 +37,7 @@ def write_termination_message(message: str) -> None:
 
 
 def main() -> int:
+    bound_malloc()
     settings = Settings.from_env()
     name = os.environ["INGEST_JOB_NAME"]
     logs.bind_process(logs.job_id_of_object(name))  # every line of this Pod is about its one job
