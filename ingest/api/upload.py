@@ -146,7 +146,6 @@ async def ingest(request: Request) -> Response:
     expected = declared_length(request, settings.max_body_bytes)
     job_id = await asyncio.to_thread(services.job_ids.next)
     logs.bind_job(job_id)
-    name = jobs.job_name(job_id)
     bundle_key = jobs.staged_bundle_key(job_id)
     body = jobs.new_job(
         job_id=job_id, operation=jobs.OPERATION_UPLOAD, user=request.scope.get("ingest.user"),

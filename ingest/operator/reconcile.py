@@ -18,7 +18,7 @@ from ingest import jobs, metrics
 from ingest.config import Settings
 from ingest.kube import JobStore
 from ingest.operator import events
-from ingest.operator.podspec import failure_reason, worker_pod, worker_pod_name
+from ingest.operator.podspec import failure_reason, worker_pod
 from ingest.storage import Storage
 from ingest.worker.pipeline import rollback
 

@@ -121,7 +121,7 @@ def test_missing_required_file_fields(field: str) -> None:
     entry = files_entry("data/a/b.txt", b"b")
     del entry[field]
     message = refuse(encode([*HEADER_ITEMS, entry]))
-    assert f"Files entry 4" in message and f"is missing {field}" in message
+    assert "Files entry 4" in message and f"is missing {field}" in message
     entry[field] = None
     assert f"is missing {field}" in refuse(encode([*HEADER_ITEMS, entry]))
 

@@ -1,11 +1,15 @@
 """What integration tests do again and again: upload, wait, look into the archive."""
 from __future__ import annotations
 
+import os
+import subprocess
 import time
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 from minio import Minio
+
+from tests.integration.bundles import bundle
 
 
 def wait_complete(api: httpx.Client, job_id: int, timeout: float = 60) -> dict[str, Any]:
@@ -27,3 +31,31 @@ def upload(api: httpx.Client, body: bytes) -> dict[str, Any]:
     response = api.post("/upload", content=body, headers={"Content-Type": "application/octet-stream"})
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def big_bundle(megabytes: int = 24) -> bytes:
+    files = {f"big/part{index}.bin": os.urandom(1024 * 1024) for index in range(megabytes)}
+    return bundle(files)[0]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def worker_pids(job_id: int) -> list[int]:
+    output = subprocess.run(["pgrep", "-f", "ingest.worker"], capture_output=True, text=True).stdout.split()
+    pids = []
+    for pid in map(int, output):
+        try:
+            environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if f"INGEST_JOB_NAME=ingest-{job_id}".encode() in environ:
+            pids.append(pid)
+    return pids

@@ -17,7 +17,7 @@ import socket
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from tests.bundle.builders import END, pad, patch_header, pax_record, raw_header
+from tests.bundle.builders import END, pad, patch_header, raw_header
 from tests.integration.bundles import TRANSACTION
 
 #: A hang guard for raw exchanges, not a timing assertion: a healthy API answers in well under it.

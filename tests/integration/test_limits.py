@@ -5,9 +5,7 @@ ones and puts the usual ones back afterwards (a restart loses nothing: state is 
 """
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
 import signal
 import time
@@ -22,8 +20,7 @@ from ingest import jobs
 from ingest.kube import JobStore, api_client
 from ingest.local.launcher import Stack
 from tests.integration.bundles import bundle
-from tests.integration.helpers import archive_keys, upload, wait_complete
-from tests.integration.test_resilience import big_bundle, wait_for, worker_pids
+from tests.integration.helpers import archive_keys, big_bundle, upload, wait_complete, wait_for, worker_pids
 
 pytestmark = pytest.mark.stack
 

@@ -14,7 +14,7 @@ from minio import Minio
 
 from ingest.kube import JobStore
 from tests.integration.bundles import TRANSACTION, files_entry
-from tests.integration.helpers import archive_keys, wait_complete
+from tests.integration.helpers import archive_keys, wait_complete, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -45,7 +45,9 @@ def test_move_of_three_files_completes_and_removes_sources(api: httpx.Client, s3
     job_id = final["job_id"]
     for relative, data in files.items():
         assert s3.get_object("ingest-archive", f"{job_id}/{relative}").read() == data
-        assert not (folder / relative).exists(), "a moved source must be removed after success"
+    # Sources go only after the success is recorded (a crash in between keeps them, never loses them).
+    wait_for(lambda: not any((folder / relative).exists() for relative in files), timeout=30,
+             what="the moved sources to be removed")
 
 
 @pytest.mark.parametrize("case", ["no source", "absent", "outside", "symlink out", "digest", "size"])

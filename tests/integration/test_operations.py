@@ -18,9 +18,8 @@ from minio import Minio
 from ingest.kube import JobStore
 from ingest.local.launcher import Stack
 from tests.integration.bundles import TRANSACTION, bundle, files_entry, tar_bytes
-from tests.integration.helpers import archive_keys, upload, wait_complete
+from tests.integration.helpers import archive_keys, big_bundle, upload, wait_complete, wait_for, worker_pids
 from tests.integration.policy import PolicyServer
-from tests.integration.test_resilience import big_bundle, wait_for, worker_pids
 
 pytestmark = pytest.mark.stack
 BIN = Path(sys.executable).parent

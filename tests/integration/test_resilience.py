@@ -6,9 +6,7 @@ import io
 import json
 import os
 import signal
-import subprocess
 import time
-from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -18,7 +16,7 @@ from minio import Minio
 from ingest.kube import JobStore
 from ingest.local.launcher import Stack
 from tests.integration.bundles import bundle
-from tests.integration.helpers import archive_keys, upload, wait_complete
+from tests.integration.helpers import archive_keys, big_bundle, upload, wait_complete, wait_for, worker_pids
 
 pytestmark = pytest.mark.stack
 
@@ -52,34 +50,6 @@ def test_bundle_from_pacificas_own_client(stack: Stack, api: httpx.Client, s3: M
     assert (state["state"], state["task"], state["task_percent"], state["complete"]) == ("OK", "ingest metadata", "100.0", True)
     for name, data in contents.items():
         assert s3.get_object("ingest-archive", f"{job_id}/{name.removeprefix('data/')}").read() == data
-
-
-def big_bundle(megabytes: int = 24) -> bytes:
-    files = {f"big/part{index}.bin": os.urandom(1024 * 1024) for index in range(megabytes)}
-    return bundle(files)[0]
-
-
-def wait_for(predicate, timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def worker_pids(job_id: int) -> list[int]:
-    output = subprocess.run(["pgrep", "-f", "ingest.worker"], capture_output=True, text=True).stdout.split()
-    pids = []
-    for pid in map(int, output):
-        try:
-            environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if f"INGEST_JOB_NAME=ingest-{job_id}".encode() in environ:
-            pids.append(pid)
-    return pids
 
 
 def test_killed_worker_is_retried_and_the_job_completes(api: httpx.Client, s3: Minio, job_store: JobStore) -> None:

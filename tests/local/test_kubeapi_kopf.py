@@ -2,9 +2,7 @@
 /status, and a finalizer-bearing on.delete handler runs before the object goes away."""
 from __future__ import annotations
 
-import os
 import textwrap
-import time
 from typing import Any
 
 import kubernetes
@@ -59,7 +57,7 @@ def test_kopf_operator_reconciles(kubeapi: Any, api_client: Any, tmp_path: Any, 
                 return exc.status == 404
 
         eventually(gone, timeout=15)
-        events = core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}")
+
         eventually(lambda: any(e.reason == "Cleanup" for e in core.list_namespaced_event(
             "default", field_selector=f"involvedObject.name={name}").items), timeout=10)
     assert runner.exit_code == 0 and runner.exception is None
