@@ -11,6 +11,7 @@ thread, hashlib releases the GIL, so the event loop does not pay for it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import queue
 import threading
@@ -27,28 +28,37 @@ class Pipe:
     def __init__(self, *, block: int = 1024 * 1024, depth: int = 8) -> None:
         self.block = block
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
-        self._pending = bytearray()
-        self._buffer = bytearray()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._blocks: collections.deque[bytes] = collections.deque()
+        self._offset = 0  # into the first of _blocks
+        self._buffered = 0
         self._eof = False
         self.reader_error: BaseException | None = None
         self.sha256 = hashlib.sha256()
 
     # --- event-loop side ---------------------------------------------------------------------
     async def write(self, chunk: bytes) -> None:
-        self._pending += chunk
-        if len(self._pending) >= self.block:
-            await self._put(bytes(self._pending))
-            self._pending.clear()
+        self._pending.append(chunk)
+        self._pending_size += len(chunk)
+        if self._pending_size >= self.block:
+            await self._flush()
 
     async def close(self) -> None:
         if self._pending:
-            await self._put(bytes(self._pending))
-            self._pending.clear()
+            await self._flush()
         await self._put(_EOF)
+
+    async def _flush(self) -> None:
+        block = b"".join(self._pending)  # the one copy on this side
+        self._pending.clear()
+        self._pending_size = 0
+        await self._put(block)
 
     def abort(self, reason: BaseException) -> None:
         """Make the reader fail at its next read, without blocking the loop."""
         self._pending.clear()
+        self._pending_size = 0
         while True:
             try:
                 self._queue.put_nowait(reason)
@@ -84,20 +94,31 @@ class Pipe:
             raise
 
     def read(self, size: int = -1) -> bytes:
-        while not self._eof and (size < 0 or len(self._buffer) < size):
+        while not self._eof and (size < 0 or self._buffered < size):
             item = self._queue.get()
             if isinstance(item, BaseException):
                 raise PipeAborted(str(item)) from item
             if item == _EOF:
                 self._eof = True
             else:
-                self._buffer += item
-        if size < 0 or size >= len(self._buffer):
-            data = bytes(self._buffer)
-            self._buffer.clear()
-        else:
-            data = bytes(self._buffer[:size])
-            del self._buffer[:size]
+                self._blocks.append(item)
+                self._buffered += len(item)
+        need = self._buffered if size < 0 else min(size, self._buffered)
+        parts = []
+        while need:
+            block = self._blocks[0]
+            available = len(block) - self._offset
+            if available <= need:
+                parts.append(memoryview(block)[self._offset:])
+                self._blocks.popleft()
+                self._offset = 0
+                need -= available
+            else:
+                parts.append(memoryview(block)[self._offset:self._offset + need])
+                self._offset += need
+                need = 0
+        data = b"".join(parts)  # the one copy on this side
+        self._buffered -= len(data)
         self.sha256.update(data)
         return data
 
