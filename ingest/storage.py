@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, Iterable, Mapping
 
 import urllib3
 from minio import Minio
-from minio.commonconfig import CopySource
+from minio.commonconfig import ComposeSource, CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
@@ -121,6 +121,13 @@ class Storage:
         self.minio.copy_object(
             bucket, key, CopySource(source_bucket, source_key),
             metadata=dict(metadata), metadata_directive="REPLACE",
+        )
+
+    def copy_range(self, bucket: str, key: str, source_bucket: str, source_key: str, offset: int, length: int,
+                   metadata: Mapping[str, str]) -> None:
+        """Server-side copy of a byte range (multipart upload-part-copy): no bytes through us."""
+        self.minio.compose_object(
+            bucket, key, [ComposeSource(source_bucket, source_key, offset=offset, length=length)], metadata=dict(metadata),
         )
 
     def remove(self, bucket: str, keys: Iterable[str]) -> None:

@@ -25,8 +25,9 @@ class PipeAborted(Exception):
 
 
 class Pipe:
-    def __init__(self, *, block: int = 1024 * 1024, depth: int = 8) -> None:
+    def __init__(self, *, block: int = 1024 * 1024, depth: int = 8, observe: Callable[[bytes], None] | None = None) -> None:
         self.block = block
+        self.observe = observe  # also sees every byte, on the reader thread
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
         self._pending: list[bytes] = []
         self._pending_size = 0
@@ -120,6 +121,8 @@ class Pipe:
         data = b"".join(parts)  # the one copy on this side
         self._buffered -= len(data)
         self.sha256.update(data)
+        if self.observe is not None and data:
+            self.observe(data)
         return data
 
 

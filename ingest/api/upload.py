@@ -10,6 +10,7 @@ never left at UPLOADING.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import AsyncIterator
@@ -22,7 +23,7 @@ from ingest import jobs, logs, metrics
 from ingest.api.errors import error_response
 from ingest.api.pipe import Pipe, run_in_thread
 from ingest.api.services import Services
-from ingest.bundle import BundleError, TarScanner
+from ingest.bundle import BundleError, MemberHasher, TarScanner
 from ingest.config import bundle_limits
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ async def ingest(request: Request) -> Response:
     log.info("job %s: upload started (%s bytes declared)", job_id, expected if expected is not None else "unknown")
 
     scanner = TarScanner(bundle_limits(settings))
-    pipe = Pipe()
+    member_hasher = MemberHasher(scanner.members)
+    pipe = Pipe(observe=member_hasher.update)
     part_size = staging_part_size(expected)
     writer = run_in_thread(
         lambda: pipe.drain_into(lambda source: services.storage.put_stream(
@@ -211,6 +213,7 @@ async def ingest(request: Request) -> Response:
     await pipe.close()
     try:
         await writer
+        index = dataclasses.replace(index, sha1=member_hasher.digests)  # complete once the writer is
         await asyncio.to_thread(
             services.storage.put_bytes, services.storage.staging, jobs.staged_index_key(job_id),
             index.to_json().encode(), "application/json",

@@ -9,6 +9,7 @@ with its member (`match`), reads and hashes the members (`digests.hasher`), stor
 from .digests import ALGORITHMS, DEFAULT_HASHTYPE, hasher, normalise_hashsum, normalise_hashtype
 from .errors import BUNDLE_TASKS, BundleError
 from .limits import DEFAULT_LIMITS, Limits
+from .memberhash import PREHASH_MIN_SIZE, MemberHasher
 from .metadata import FileEntry, Manifest, final_document, parse_metadata, parse_move_document
 from .names import DEFAULT_KEY_TEMPLATE, archive_key, check_key_template, entry_path, normalise_member_name
 from .plan import archive_keys, match
@@ -21,11 +22,13 @@ __all__ = [
     "DEFAULT_KEY_TEMPLATE",
     "DEFAULT_LIMITS",
     "METADATA_NAME",
+    "PREHASH_MIN_SIZE",
     "BundleError",
     "FileEntry",
     "Limits",
     "Manifest",
     "Member",
+    "MemberHasher",
     "MemberType",
     "TarIndex",
     "TarScanner",

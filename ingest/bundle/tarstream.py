@@ -151,12 +151,14 @@ class TarIndex:
     """What the API learnt about a bundle while it streamed in; all the worker needs to read it.
 
     `metadata` holds the bytes of the root `metadata.txt` (None if the bundle has none); `size` is
-    the length of the whole body in bytes.
+    the length of the whole body in bytes. `sha1` maps a member's `data_offset` to the SHA-1 of its
+    data, for the members the API hashed while they streamed in (see `MemberHasher`).
     """
 
     members: tuple[Member, ...]
     metadata: bytes | None
     size: int
+    sha1: dict[int, str] = dataclasses.field(default_factory=dict)
 
     def named(self, name: str) -> list[Member]:
         """Every member with this normalised name (more than one means an ambiguous bundle)."""
@@ -181,6 +183,7 @@ class TarIndex:
             "metadata": None if self.metadata is None else base64.b64encode(self.metadata).decode("ascii"),
             "fields": list(_MEMBER_FIELDS),
             "members": rows,
+            "sha1": {str(offset): digest for offset, digest in self.sha1.items()},
         }
         return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
@@ -197,11 +200,14 @@ class TarIndex:
             raw_metadata = document["metadata"]
             metadata = None if raw_metadata is None else base64.b64decode(raw_metadata, validate=True)
             members = tuple(_member_from_row(row) for row in document["members"])
+            sha1 = {int(offset): digest for offset, digest in (document.get("sha1") or {}).items()}
+            if not all(isinstance(digest, str) and len(digest) == 40 for digest in sha1.values()):
+                raise ValueError("a recorded SHA-1 is malformed")
             if not _is_count(size):
                 raise ValueError("size is not a non-negative integer")
         except (ValueError, TypeError, KeyError, IndexError, binascii.Error, RecursionError) as error:
             raise BundleError(OPEN_TAR, f"the recorded index of the bundle is corrupt ({error})") from None
-        return cls(members=members, metadata=metadata, size=size)
+        return cls(members=members, metadata=metadata, size=size, sha1=sha1)
 
 
 def _is_count(value: Any) -> bool:
@@ -265,6 +271,11 @@ class TarScanner:
         except BundleError as error:
             self._error = error
             raise
+
+    @property
+    def members(self) -> list[Member]:
+        """The members parsed so far: append-only, so another thread may read it while we feed."""
+        return self._members
 
     def finish(self) -> TarIndex:
         """Declare the end of the body and get the index; BundleError if the tar is incomplete."""

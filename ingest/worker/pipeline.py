@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from ingest import ids, jobs
-from ingest.bundle import BundleError, Member, TarIndex, final_document, match, parse_metadata
+from ingest.bundle import PREHASH_MIN_SIZE, BundleError, Member, TarIndex, final_document, match, parse_metadata
 from ingest.config import Settings, bundle_limits
 from ingest.kube import JobStore
 from ingest.storage import Storage, is_missing
@@ -28,10 +28,21 @@ log = logging.getLogger(__name__)
 # Batching of small files (see transfer.Window): one ranged read serves up to WINDOW_FILES
 # neighbouring members of at most SMALL_FILE bytes each, spanning at most WINDOW_BYTES, with at
 # most WINDOW_GAP bytes (headers, unlisted members) between two of them.
-SMALL_FILE = 1024 * 1024
+SMALL_FILE = PREHASH_MIN_SIZE - 1  # larger members are hashed by the API and copied server-side
 WINDOW_BYTES = 4 * 1024 * 1024
 WINDOW_GAP = 64 * 1024
 WINDOW_FILES = 256
+
+
+def prehashed(index: TarIndex, entry: Any, member: Member, bucket: str, key: str) -> dict[str, Any]:
+    """For a member the API hashed while staging (large, sha1): check it now, copy it server-side."""
+    digest = index.sha1.get(member.data_offset)
+    if digest is None or entry.hashtype != "sha1":
+        return {}
+    if digest != entry.hashsum:
+        raise BundleError(jobs.INGEST_FILES, f"{member.name}: sha1 mismatch: metadata.txt says {entry.hashsum}, "
+                                             f"the file's bytes hash to {digest}")
+    return {"server_copy": (bucket, key), "verified_range": (member.data_offset, member.size)}
 
 
 class Progress:
@@ -214,6 +225,7 @@ class Worker:
                 open=lambda member=member: self.storage.open_range(bucket, key, member.data_offset, member.size),
                 metadata=object_metadata(job_id=job_id, file_id=file_id, hashtype=entry.hashtype, hashsum=entry.hashsum),
                 content_type=entry.mimetype or "application/octet-stream",
+                **prehashed(index, entry, member, bucket, key),
             )))
         self.record_plan(job_id, [copy.key for _, copy in planned] + [self.metadata_key(job_id)])
         self.copy(self.batches(bucket, key, planned), jobs.INGEST_FILES, total)

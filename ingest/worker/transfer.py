@@ -43,6 +43,9 @@ class Copy:
     metadata: dict[str, str]
     content_type: str = "application/octet-stream"
     server_copy: tuple[str, str] | None = None  # (bucket, key): verify by reading, then copy server-side
+    # (offset, length) in `server_copy`: the digest was already checked (the API hashed the member
+    # while staging it), so the range is copied server-side without reading it.
+    verified_range: tuple[int, int] | None = None
 
 
 class VerifyingReader:
@@ -124,7 +127,7 @@ class Batch:
 
 def put_verified(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[int], None], stop: threading.Event,
                  large: threading.Semaphore) -> None:
-    if copy.size > storage.settings.part_size and not copy.server_copy:
+    if copy.size > storage.settings.part_size and not copy.server_copy:  # only streamed copies hold memory
         with large:
             _put(storage, copy, task, on_bytes, stop)
     else:
@@ -132,6 +135,12 @@ def put_verified(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[in
 
 
 def _put(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[int], None], stop: threading.Event) -> None:
+    if stop.is_set():
+        raise Stopped(copy.label)
+    if copy.server_copy and copy.verified_range:
+        storage.copy_range(storage.archive, copy.key, *copy.server_copy, *copy.verified_range, metadata=copy.metadata)
+        on_bytes(copy.size)
+        return
     source = copy.open()
     try:
         reader = VerifyingReader(source, copy, task, on_bytes, stop)

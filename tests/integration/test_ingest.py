@@ -145,3 +145,15 @@ def test_small_files_read_together_and_large_files_alone_all_arrive_intact(api: 
     assert final["state"] == "OK", final
     for path, data in listed.items():
         assert s3.get_object("ingest-archive", f"{final['job_id']}/{path}").read() == data, path
+
+
+def test_a_large_file_with_a_wrong_sha1_is_refused_before_anything_is_copied(api: httpx.Client, s3: Minio) -> None:
+    """Large sha1 members are hashed by the API while staging and copied server-side; a wrong sum
+    is caught from that hash, at ingest files, and nothing reaches the archive."""
+    good, bad = os.urandom(2 * 1024 * 1024), os.urandom(3 * 1024 * 1024)
+    metadata = TRANSACTION + [files_entry("good.bin", "l", good), files_entry("bad.bin", "l", bad, hashsum=hashlib.sha1(b"x").hexdigest())]
+    body = tar_bytes([("data/l/good.bin", good), ("data/l/bad.bin", bad), ("metadata.txt", json.dumps(metadata).encode())])
+    final = wait_complete(api, upload(api, body)["job_id"])
+    assert (final["state"], final["task"]) == ("FAILED", "ingest files"), final
+    assert "data/l/bad.bin: sha1 mismatch" in final["exception"] and hashlib.sha1(bad).hexdigest() in final["exception"]
+    assert archive_keys(s3, final["job_id"]) == []
