@@ -547,12 +547,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for the stack's API, operator and workers, e.g. INGEST_PART_SIZE=8388608")
     parser.add_argument("--profile", type=Path, help="py-spy the API and the workers into this folder (perturbs figures)")
+    parser.add_argument("--large-files", type=int, help="64 MiB files in the large bundle (default 16: 1 GiB; 32: 2 GiB)")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(chosen) - set(WORKLOADS)
     if unknown:
         parser.error(f"unknown workloads {sorted(unknown)}; known: {', '.join(WORKLOADS)}")
     sizes = QUICK if args.quick else Sizes()
+    if args.large_files:
+        sizes = dataclasses.replace(sizes, large_files=args.large_files)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
         args.profile = args.profile.resolve()
