@@ -5,8 +5,8 @@ import uvicorn
 
 from ingest.api.app import create_app
 from ingest.config import Settings
-from ingest.memory import bound_malloc
 from ingest.logs import setup_logging
+from ingest.memory import bound_malloc
 
 
 def main() -> None:

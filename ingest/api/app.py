@@ -11,19 +11,19 @@ from typing import AsyncIterator
 import kubernetes
 import prometheus_client
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest import ids, kube, logs, metrics
 from ingest.api.auth import Authentication, load_tokens
 from ingest.api.errors import HANDLERS
-from ingest.api.services import Services
-from ingest.api.state import StateCache, get_state
 from ingest.api.move import move
 from ingest.api.openapi import openapi
+from ingest.api.services import Services
+from ingest.api.state import StateCache, get_state
 from ingest.api.upload import ingest
 from ingest.config import Settings
 from ingest.storage import Storage

@@ -395,16 +395,7 @@ class ObjectStore:
         self._tool(
             "ceph-authtool", "--create-keyring", str(keyring), "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"
         )
-        self._tool(
-            "monmaptool",
-            "--create",
-            "--add",
-            "a",
-            f"v1:127.0.0.1:{self.mon_port}",
-            "--fsid",
-            str(state["fsid"]),
-            str(monmap),
-        )
+        self._write_monmap(state, monmap)
         self._tool(
             "ceph-mon", "-c", str(self._conf), "--mkfs", "-i", "a", "--monmap", str(monmap), "--keyring", str(keyring)
         )
@@ -420,20 +411,15 @@ class ObjectStore:
         self._write_state(state)  # from here on, later starts reuse the cluster
         return state
 
+    def _write_monmap(self, state: dict[str, object], monmap: Path) -> None:
+        """A one-monitor map: monitor `a` at this store's monitor port."""
+        self._tool("monmaptool", "--create", "--clobber", "--add", "a", f"v1:127.0.0.1:{self.mon_port}",
+                   "--fsid", str(state["fsid"]), str(monmap))
+
     def _move_monitor(self, state: dict[str, object]) -> None:
         """The monitor's address is in its monmap: rewrite it for a new ``mon_port``."""
         monmap = self.data_dir / "monmap"
-        self._tool(
-            "monmaptool",
-            "--create",
-            "--clobber",
-            "--add",
-            "a",
-            f"v1:127.0.0.1:{self.mon_port}",
-            "--fsid",
-            str(state["fsid"]),
-            str(monmap),
-        )
+        self._write_monmap(state, monmap)
         self._write_conf(state)
         self._tool("ceph-mon", "-c", str(self._conf), "-i", "a", "--inject-monmap", str(monmap))
 

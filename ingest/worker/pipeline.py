@@ -20,6 +20,7 @@ from ingest.config import Settings, bundle_limits
 from ingest.kube import JobStore
 from ingest.storage import Storage, is_missing
 from ingest.worker import peers
+from ingest.worker.move import run_move
 from ingest.worker.reporter import Cancelled, Reporter
 from ingest.worker.transfer import Batch, Copy, Window, copy_all, object_metadata
 
@@ -92,8 +93,6 @@ class Worker:
         job_id = int(job["spec"]["jobId"])
         try:
             if job["spec"]["operation"] == jobs.OPERATION_MOVE:
-                from ingest.worker.move import run_move
-
                 run_move(self, job)
             else:
                 self.run_upload(job)

@@ -22,7 +22,6 @@ from typing import BinaryIO, Callable, Iterable, Sequence
 from ingest.bundle import BundleError, hasher
 from ingest.storage import Storage
 
-
 LARGE_FILES_AT_ONCE = 2  # files above the part size: each holds about two parts in memory
 
 

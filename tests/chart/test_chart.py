@@ -12,8 +12,7 @@ import pytest
 
 from ingest import config, jobs
 from ingest.operator.podspec import WORKER
-from tests.chart.render import (CHART, EVERYTHING_ON, REPO, Manifest, helm, named, of_kind, pod_specs,
-                                render)
+from tests.chart.render import CHART, EVERYTHING_ON, REPO, Manifest, helm, named, of_kind, pod_specs, render
 
 VALUES = {"default": (), "everything-on": (EVERYTHING_ON,)}
 CREDENTIALS = {"INGEST_S3_ACCESS_KEY", "INGEST_S3_SECRET_KEY"}

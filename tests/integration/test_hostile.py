@@ -21,8 +21,8 @@ from tests.bundle.builders import pax_record, raw_header
 from tests.integration import hostile
 from tests.integration.bundles import TRANSACTION
 from tests.integration.conftest import TEST_SETTINGS
-from tests.integration.hostile import chunked, entry, gnu_longname, listed, member, metadata, pax, tar
 from tests.integration.helpers import archive_keys, wait_complete
+from tests.integration.hostile import chunked, entry, gnu_longname, listed, member, metadata, pax, tar
 
 pytestmark = pytest.mark.stack
 

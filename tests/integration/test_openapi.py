@@ -12,10 +12,10 @@ from typing import Any, Iterator
 import httpx
 import pytest
 import schemathesis
-from schemathesis.generation.modes import GenerationMode
-from schemathesis.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
 from jsonschema import Draft202012Validator
+from schemathesis.checks import positive_data_acceptance
+from schemathesis.generation.modes import GenerationMode
 from starlette.routing import Route
 
 from ingest.api.app import create_app
