@@ -337,17 +337,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.detach:
             return 0
         print(f"ingest-local: API on {stack.api_url}; KUBECONFIG={stack.kubeconfig()}; Ctrl-C stops everything", file=sys.stderr, flush=True)
-        stopping = []
-        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-        try:
-            while not stopping:
-                time.sleep(0.5)
-                for component, pid in list(stack.pids.items()):
-                    if not alive(pid):
-                        print(f"ingest-local: {component} exited; see {directory}/logs/{component}.log", file=sys.stderr, flush=True)
-                        stack.pids.pop(component)
-        except KeyboardInterrupt:
-            pass
+        stopping: list[int] = []
+        # Installed explicitly: a shell starting us in the background would leave SIGINT ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda number, frame: stopping.append(number))
+        while not stopping:
+            time.sleep(0.5)
+            for component, pid in list(stack.pids.items()):
+                if not alive(pid):
+                    print(f"ingest-local: {component} exited; see {directory}/logs/{component}.log", file=sys.stderr, flush=True)
+                    stack.pids.pop(component)
         stack.down()
         print("ingest-local: stopped", file=sys.stderr)
         return 0
