@@ -74,11 +74,13 @@ def check_worker(reconciler: Reconciler, job: dict[str, Any]) -> None:
         reconciler.pod_changed(pod)
     elif phase in (None, "Pending") and age(status_of(job)) > settings.start_timeout_seconds:
         metrics.STUCK_JOBS.labels("worker_pending").inc()
-        reconciler.delete_pod(pod_name)
+        # Fail first, then delete: the Pod's deletion must find the job already decided, or its
+        # event would read as a vanished worker and start another attempt.
         reconciler.fail(job, (
             f"worker Pod {pod_name} did not start within {settings.start_timeout_seconds} s "
             "(INGEST_START_TIMEOUT_SECONDS)"
         ), in_phase(jobs.PHASE_RUNNING, pod=pod_name))
+        reconciler.delete_pod(pod_name)
 
 
 def expire(reconciler: Reconciler, job: dict[str, Any]) -> None:
