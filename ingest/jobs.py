@@ -119,7 +119,7 @@ def progress(state: str, task: str, percent: float, exception: str = "") -> dict
     }
 
 
-def initial_status(operation: str) -> dict[str, Any]:
+def initial_status() -> dict[str, Any]:
     """The status a job is created with: OK / UPLOADING / 0, as Pacifica writes before reading the body."""
     stamp = rfc3339(now())
     return {
@@ -149,7 +149,7 @@ def new_job(*, job_id: int, operation: str, user: str | None, staged_bucket: str
             "finalizers": [FINALIZER],
         },
         "spec": spec,
-        "status": initial_status(operation),
+        "status": initial_status(),
     }
 
 

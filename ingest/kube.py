@@ -41,10 +41,6 @@ def api_client(pool_size: int = 16, config_file: str | None = None) -> kubernete
     return kubernetes.client.ApiClient(configuration)
 
 
-def is_status(error: BaseException, *codes: int) -> bool:
-    return isinstance(error, ApiException) and error.status in codes
-
-
 def transient(error: BaseException) -> bool:
     """An API server that is restarting, overloaded or briefly unreachable: worth another try."""
     if isinstance(error, ApiException):

@@ -138,6 +138,3 @@ class Storage:
             real = [error for error in errors if error.code not in {"NoSuchKey", "NoSuchObject"}]
             if real:
                 raise RuntimeError(f"could not delete {len(real)} objects from {bucket}: {real[0].message}")
-
-    def list_keys(self, bucket: str, prefix: str) -> list[str]:
-        return [item.object_name for item in self.minio.list_objects(bucket, prefix=prefix, recursive=True)]

@@ -1,9 +1,10 @@
 """POST /ingest (and /upload): stream a bundle into staging, learning its tar index on the way.
 
 The job exists before the first byte is read (OK / UPLOADING / 0, as upstream), so a client that
-polls early finds it. The body then flows through three consumers in one pass: a SHA-256 of the
-whole bundle, the incremental tar scanner (a body that is not a tar is known at the first block),
-and a bounded pipe into a multipart upload to the staging bucket. Whatever happens to the body -
+polls early finds it. The body then flows, in one pass, through the incremental tar scanner (a
+body that is not a tar is known at the first block) and a bounded pipe into a multipart upload to
+the staging bucket; on the pipe's thread the bytes are also hashed (SHA-256 of the bundle, SHA-1 of
+each large member for the worker's server-side copies). Whatever happens to the body -
 the client goes away, stops sending, or sends too much - the job ends FAILED with the byte count,
 never left at UPLOADING.
 """

@@ -17,9 +17,8 @@ from ingest.kube import read_pod
 from ingest.operator import events
 from ingest.operator.reconcile import Reconciler, in_phase, status_of
 
-STAGED_REMOVED = jobs.STAGED_REMOVED_ANNOTATION
-
 log = logging.getLogger(__name__)
+STAGED_GRACE_SECONDS = 10
 
 
 def age(status: dict[str, Any], field: str = "updated") -> float:
@@ -55,7 +54,9 @@ def sweep_job(reconciler: Reconciler, job: dict[str, Any]) -> None:
         reconciler.fail(job, (
             f"no worker could be started within {settings.start_timeout_seconds} s (INGEST_START_TIMEOUT_SECONDS)"
         ), in_phase(jobs.PHASE_STAGED))
-    elif phase == jobs.PHASE_STAGED:
+    elif phase == jobs.PHASE_STAGED and age(status) > STAGED_GRACE_SECONDS:
+        # A backstop for a missed event only: the event handler starts workers at once, and the
+        # sweeper's copy of the job may be a moment old, so a fresh Staged job is left to it.
         reconciler.start_worker(job)
     elif phase == jobs.PHASE_RUNNING:
         check_worker(reconciler, job)
@@ -92,9 +93,9 @@ def expire(reconciler: Reconciler, job: dict[str, Any]) -> None:
     finished = status.get("finishedAt") or status.get("updated")
     since = age({"at": finished}, "at")
     annotations = job["metadata"].get("annotations") or {}
-    if status.get("state") != jobs.OK and STAGED_REMOVED not in annotations and since > settings.staged_retention_seconds:
+    if status.get("state") != jobs.OK and jobs.STAGED_REMOVED_ANNOTATION not in annotations and since > settings.staged_retention_seconds:
         reconciler.storage.remove(reconciler.storage.staging, jobs.staged_keys(int(job["spec"]["jobId"])))
-        reconciler.store.patch(job["metadata"]["name"], {"metadata": {"annotations": {STAGED_REMOVED: jobs.rfc3339(jobs.now())}}})
+        reconciler.store.patch(job["metadata"]["name"], {"metadata": {"annotations": {jobs.STAGED_REMOVED_ANNOTATION: jobs.rfc3339(jobs.now())}}})
         events.post(reconciler.client, job, "StagedRemoved",
                     f"staged data removed after {settings.staged_retention_seconds:g} s (INGEST_STAGED_RETENTION_SECONDS)")
     if settings.job_retention_days > 0 and since > settings.job_retention_days * 86400:
