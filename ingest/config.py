@@ -33,6 +33,7 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_S3_SECRET_KEY", "", "Object store secret key."),
     Var("INGEST_S3_SECURE", "false", "Use HTTPS to the object store."),
     Var("INGEST_S3_REGION", "us-east-1", "Object store region."),
+    Var("INGEST_S3_TIMEOUT_SECONDS", "60", "Longest wait for an object store answer (a full or stuck store fails jobs, naming it)."),
     Var("INGEST_STAGING_BUCKET", "ingest-staging", "Bucket for uploaded bundles and move documents."),
     Var("INGEST_ARCHIVE_BUCKET", "ingest-archive", "Bucket for ingested files and metadata documents."),
     Var("INGEST_ARCHIVE_KEY_TEMPLATE", "{job_id}/{subdir}/{name}", "Archive key of a file; fields job_id, file_id, subdir, name, path."),
@@ -59,6 +60,8 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_WORKER_MEMORY_LIMIT", "512Mi", "Memory limit of a worker Pod."),
     Var("INGEST_WORKER_DEADLINE_SECONDS", "3600", "activeDeadlineSeconds of a worker Pod: a running job past it fails."),
     Var("INGEST_WORKER_ATTEMPTS", "3", "Worker Pods tried for a job before it fails (bundle errors are never retried)."),
+    Var("INGEST_LEASE_SECONDS", "30", "A worker proves it still owns its job every third of this; one whose Pod vanished is trusted dead only after it."),
+    Var("INGEST_FAILED_POD_RETENTION_SECONDS", "86400", "A failed job's worker Pods stay this long (for `kubectl logs`); a succeeded job's go at once."),
     Var("INGEST_UPLOAD_STALL_SECONDS", "300", "An upload that makes no progress this long fails."),
     Var("INGEST_START_TIMEOUT_SECONDS", "600", "A staged job whose worker has not started this long fails."),
     Var("INGEST_STAGED_RETENTION_SECONDS", str(7 * 24 * 3600), "How long a failed job's staged bundle is kept for a retry."),
@@ -99,6 +102,7 @@ class Settings:
     s3_secret_key: str
     s3_secure: bool
     s3_region: str
+    s3_timeout_seconds: float
     staging_bucket: str
     archive_bucket: str
     archive_key_template: str
@@ -125,6 +129,8 @@ class Settings:
     worker_memory_limit: str
     worker_deadline_seconds: int
     worker_attempts: int
+    lease_seconds: float
+    failed_pod_retention_seconds: float
     upload_stall_seconds: int
     start_timeout_seconds: int
     staged_retention_seconds: float
@@ -151,6 +157,7 @@ class Settings:
             s3_secret_key=get("INGEST_S3_SECRET_KEY"),
             s3_secure=_flag(get("INGEST_S3_SECURE")),
             s3_region=get("INGEST_S3_REGION"),
+            s3_timeout_seconds=max(1.0, float(get("INGEST_S3_TIMEOUT_SECONDS"))),
             staging_bucket=get("INGEST_STAGING_BUCKET"),
             archive_bucket=get("INGEST_ARCHIVE_BUCKET"),
             archive_key_template=get("INGEST_ARCHIVE_KEY_TEMPLATE"),
@@ -177,6 +184,8 @@ class Settings:
             worker_memory_limit=get("INGEST_WORKER_MEMORY_LIMIT"),
             worker_deadline_seconds=int(get("INGEST_WORKER_DEADLINE_SECONDS")),
             worker_attempts=max(1, int(get("INGEST_WORKER_ATTEMPTS"))),
+            lease_seconds=max(3.0, float(get("INGEST_LEASE_SECONDS"))),
+            failed_pod_retention_seconds=float(get("INGEST_FAILED_POD_RETENTION_SECONDS")),
             upload_stall_seconds=int(get("INGEST_UPLOAD_STALL_SECONDS")),
             start_timeout_seconds=int(get("INGEST_START_TIMEOUT_SECONDS")),
             staged_retention_seconds=float(get("INGEST_STAGED_RETENTION_SECONDS")),

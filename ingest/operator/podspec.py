@@ -7,6 +7,7 @@ from ingest import jobs
 from ingest.config import Settings
 
 WORKER = "worker"
+TERMINATION_GRACE_SECONDS = 30  # the operator deletes worker Pods with exactly this grace: never less
 
 
 def worker_pod_name(job_name: str, attempt: int) -> str:
@@ -17,7 +18,8 @@ def worker_pod(job: dict[str, Any], settings: Settings, attempt: int) -> dict[st
     meta = job["metadata"]
     job_id = str(job["spec"]["jobId"])
     name = worker_pod_name(meta["name"], attempt)
-    env = {**settings.worker_environment(), "INGEST_JOB_NAME": meta["name"], "INGEST_LOG_LEVEL": settings.log_level}
+    env = {**settings.worker_environment(), "INGEST_JOB_NAME": meta["name"], "INGEST_LOG_LEVEL": settings.log_level,
+           "INGEST_ATTEMPT": str(attempt)}
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -33,14 +35,15 @@ def worker_pod(job: dict[str, Any], settings: Settings, attempt: int) -> dict[st
             "restartPolicy": "Never",
             "serviceAccountName": settings.worker_service_account,
             "activeDeadlineSeconds": settings.worker_deadline_seconds,
-            "terminationGracePeriodSeconds": 30,
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": WORKER,
                 "image": settings.worker_image,
                 "command": ["python", "-m", "ingest.worker"],
                 "env": [{"name": key, "value": value} for key, value in sorted(env.items())]
-                + [{"name": "INGEST_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                + [{"name": "INGEST_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                   {"name": "INGEST_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}],
                 "envFrom": [{"secretRef": {"name": settings.worker_secret}}],
                 "resources": {
                     "requests": {"cpu": settings.worker_cpu, "memory": settings.worker_memory},

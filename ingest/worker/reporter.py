@@ -1,68 +1,94 @@
-"""How a worker reports: guarded status writes, throttled progress, and respect for a manual FAILED.
+"""How a worker reports, fenced: every write is a lifecycle transition checked against its owner.
 
-Every write is a compare-and-swap through `JobStore.update_status`, and every write first checks
-that the job is still this worker's to report on: state OK, phase Running, this Pod named as the
-worker. When an administrator failed the job (IngestCMD or `kubectl patch`), or the operator gave
-the job to another attempt, the reporter raises `Cancelled` and the worker stops without writing.
+A worker attempt is identified by (attempt number, Pod name, Pod uid); the operator records that
+owner in the job when it starts the Pod. Every status write is a compare-and-swap whose transition
+first checks the job still names this owner (`lifecycle.Job.owned_by`), so an administrator's
+FAILED, a retry that handed the job to attempt n+1, or a `kubectl delete` all make the next write
+raise `Cancelled`, and the worker stops without writing anything - nor rolling anything back: the
+files are then the operator's to remove, once no worker of the job can write.
+
+Between writes a watchdog proves the job is still ours at least every third of the lease
+(INGEST_LEASE_SECONDS; the heartbeat). A worker that could not prove it for half the lease -
+frozen, partitioned from the API, its Pod force-deleted - raises its stop flag before it writes
+another archive object; the operator waits a whole lease after the last heartbeat before it
+trusts that a Pod which vanished without terminating is dead.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
-from ingest import jobs
+from ingest import jobs, lifecycle
 from ingest.kube import JobStore
 
+log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 1.0
+CLAIM_WAIT_SECONDS = 60.0  # the operator records the owner just after creating the Pod
 
 
 class Cancelled(Exception):
-    """The job is no longer ours: failed by an administrator, or handed to another attempt."""
+    """The job is no longer ours: failed by an administrator, handed to another attempt, deleted."""
 
 
 class Reporter:
-    def __init__(self, store: JobStore, name: str, pod: str | None) -> None:
+    def __init__(self, store: JobStore, name: str, owner: lifecycle.Owner, *, lease: float = 30.0) -> None:
         self.store = store
+        self.lease = lease
         self.name = name
-        self.pod = pod
+        self.owner = owner
         self.task = ""
+        self.lost: str | None = None
         self._lock = threading.Lock()
         self._last = 0.0
+        self._confirmed = time.monotonic()
 
-    def _ours(self, job: dict[str, Any]) -> dict[str, Any]:
-        status = job.get("status") or {}
-        if status.get("state") != jobs.OK or status.get("complete"):
-            raise Cancelled(f"job is {status.get('state')}/{status.get('task')}: {status.get('exception') or 'no reason'}")
-        if status.get("phase") != jobs.PHASE_RUNNING:
-            raise Cancelled(f"job phase is {status.get('phase')}, not Running")
-        if self.pod and status.get("workerPod") not in (None, self.pod):
-            raise Cancelled(f"job belongs to worker {status.get('workerPod')}, not {self.pod}")
-        return status
+    def _move(self, transition: Callable[..., dict[str, Any] | None], **facts: Any) -> dict[str, Any]:
+        """Apply a fenced transition; Cancelled when the job is no longer this worker's."""
+        if self.lost:
+            raise Cancelled(self.lost)
+        job, written = self.store.apply(self.name, transition, owner=self.owner, **facts)
+        if job is None:
+            self.lost = "the IngestJob was deleted"
+        elif not written:
+            self.lost = describe_loss(lifecycle.Job.of(job), self.owner)
+        if self.lost:
+            raise Cancelled(self.lost)
+        self._confirmed = time.monotonic()
+        return job  # type: ignore[return-value]
+
+    def claim(self, wait: float = CLAIM_WAIT_SECONDS) -> dict[str, Any]:
+        """The job, once the operator has recorded this Pod as its owner (it does so right after
+        creating the Pod); Cancelled if the job names someone else or ends meanwhile."""
+        deadline = time.monotonic() + wait
+        while True:
+            raw = self.store.get(self.name)
+            if raw is None:
+                raise Cancelled("the IngestJob was deleted")
+            job = lifecycle.Job.of(raw)
+            if job.owned_by(self.owner):
+                self._confirmed = time.monotonic()
+                return raw
+            waiting = job.phase == jobs.PHASE_STAGED and not job.failed and job.attempts + 1 == self.owner.attempt
+            if not waiting or time.monotonic() > deadline:
+                self.lost = describe_loss(job, self.owner)
+                raise Cancelled(self.lost)
+            time.sleep(0.2)
 
     def write(self, fields: dict[str, Any]) -> dict[str, Any]:
-        def decide(job: dict[str, Any]) -> dict[str, Any]:
-            self._ours(job)
-            return fields
-
-        job = self.store.update_status(self.name, decide)
-        if job is None:
-            raise Cancelled("the IngestJob was deleted")
-        return job
+        """Extra fields (file ids, counts) for the job, at its current step."""
+        return self._move(lambda job, now, *, owner: fields if job.owned_by(owner) else None)
 
     def check(self) -> dict[str, Any]:
-        """The job as it stands, if it is still ours."""
-        job = self.store.get(self.name)
-        if job is None:
-            raise Cancelled("the IngestJob was deleted")
-        self._ours(job)
-        return job
+        """Prove the job is still ours (a heartbeat write)."""
+        return self._move(lifecycle.heartbeat)
 
     def step(self, task: str, percent: float, **extra: Any) -> None:
         self.task = task
         with self._lock:
             self._last = time.monotonic()
-            self.write({**jobs.progress(jobs.OK, task, percent), **extra})
+            self._move(lifecycle.step, task=task, percent=percent, **extra)
 
     def progress(self, percent: float, **extra: Any) -> None:
         """At most one write a second, from whichever upload thread is due; others skip."""
@@ -70,14 +96,51 @@ class Reporter:
             return
         try:
             self._last = time.monotonic()
-            self.write({**jobs.progress(jobs.OK, self.task, min(percent, 99.9)), **extra})
+            self._move(lifecycle.step, task=self.task, percent=min(percent, 99.9), **extra)
         finally:
             self._lock.release()
 
+    def committing(self) -> None:
+        self._move(lifecycle.committing)
+
+    def committed_anyway(self) -> None:
+        """The metadata service took the transaction although the job was lost meanwhile: say so."""
+        self.store.apply(self.name, lifecycle.committed_anyway)
+
     def failed(self, task: str, message: str) -> None:
-        self.write({**jobs.progress(jobs.FAILED, task, 0.0, message), "phase": jobs.PHASE_FAILED,
-                    "finishedAt": jobs.rfc3339(jobs.now())})
+        self._move(lifecycle.bundle_failed, task=task, message=message)
 
     def succeeded(self, **extra: Any) -> None:
-        self.write({**jobs.progress(jobs.OK, jobs.INGEST_METADATA, 100.0), "phase": jobs.PHASE_SUCCEEDED,
-                    "finishedAt": jobs.rfc3339(jobs.now()), **extra})
+        self._move(lifecycle.succeeded, **extra)
+
+    def watch(self, stop: threading.Event) -> threading.Thread:
+        """The watchdog: a heartbeat every LEASE/3 s; sets `stop` when the job is lost or unproven."""
+
+        def run() -> None:
+            while not stop.wait(self.lease / 6):
+                if time.monotonic() - self._confirmed > self.lease / 2 and self.lost is None:
+                    log.warning("could not prove the job is ours for %.0f s: stopping", self.lease / 2)
+                    stop.set()  # the heartbeat below decides whether we go on
+                if time.monotonic() - self._confirmed < self.lease / 3:
+                    continue
+                try:
+                    self.check()
+                except Cancelled as reason:
+                    log.warning("the job is no longer ours: %s", reason)
+                    stop.set()
+                    return
+                except Exception as error:  # the API is unreachable: the lease runs out by itself
+                    log.warning("heartbeat failed: %s", error)
+
+        thread = threading.Thread(target=run, name="heartbeat", daemon=True)
+        thread.start()
+        return thread
+
+
+def describe_loss(job: lifecycle.Job, owner: lifecycle.Owner) -> str:
+    if job.failed or job.complete:
+        return f"job is {job.state}/{job.task}: {job.status.get('exception') or 'no reason given'}"
+    current = job.owner
+    if current is None:
+        return f"job phase is {job.phase}, not Running for attempt {owner.attempt}"
+    return f"job belongs to attempt {current.attempt} (worker Pod {current.pod}), not {owner.attempt} ({owner.pod})"
