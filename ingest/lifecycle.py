@@ -179,6 +179,11 @@ stamp = jobs.rfc3339
 is_complete = jobs.is_complete
 
 
+def seconds_since(moment: datetime.datetime | None, now: datetime.datetime | None = None) -> float:
+    """Age of a recorded time; 0 for a time that was never recorded (nothing is older than now)."""
+    return ((now or jobs.now()) - moment) / datetime.timedelta(seconds=1) if moment else 0.0
+
+
 def progress(state: str, task: str, percent: float, now: datetime.datetime, exception: str = "") -> Patch:
     return jobs.progress(state, task, percent, exception, at=now)
 

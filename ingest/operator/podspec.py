@@ -84,3 +84,13 @@ def failure_reason(pod: dict[str, Any]) -> tuple[str, bool]:
                 text += "; it ran out of memory (INGEST_WORKER_MEMORY_LIMIT)"
             return (f"{text}: {message}" if message else text), True
     return f"worker Pod {name} failed: {status.get('message') or status.get('reason') or 'no reason given'}", True
+
+
+def terminated(pod: dict[str, Any]) -> bool:
+    """Its container has exited (restartPolicy Never): it can write nothing more."""
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def can_write(pod: dict[str, Any]) -> bool:
+    """A Pod whose process may still run: not yet terminated, or Terminating (deletion under way)."""
+    return not terminated(pod) or bool(pod["metadata"].get("deletionTimestamp"))

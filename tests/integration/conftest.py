@@ -21,6 +21,7 @@ from tests.integration.policy import PolicyServer
 # Short limits so the tests of stuck jobs run in seconds; everything else is the default.
 TEST_SETTINGS = {
     "INGEST_UPLOAD_STALL_SECONDS": "6",
+    "INGEST_LEASE_SECONDS": "6",
     "INGEST_WORKER_ATTEMPTS": "2",
     "INGEST_JOB_ID_BLOCK": "5",
     # Bundle limits small enough that tests/integration/test_hostile.py can pass each one in a
