@@ -151,8 +151,16 @@ class Reconciler:
         return False
 
     def stop_unwanted(self, job: Job, body: Body, pods: list[Body]) -> None:
-        for pod in pods:
-            if can_write(pod) and not pod["metadata"].get("deletionTimestamp") and not self.wanted(job, pod):
+        candidates = [pod for pod in pods if can_write(pod) and not pod["metadata"].get("deletionTimestamp")
+                      and not self.wanted(job, pod)]
+        if not candidates:
+            return
+        fresh = self.store.get(job.name)  # the watch may not have shown our own latest write yet
+        if fresh is None:
+            return
+        job = Job.of(fresh)
+        for pod in candidates:
+            if not self.wanted(job, pod):
                 if self.delete_pod(pod["metadata"]["name"]):
                     events.post(self.client, body, "WorkerStopped",
                                 f"worker Pod {pod['metadata']['name']} is no longer wanted ({job.state}, phase {job.phase}); "
