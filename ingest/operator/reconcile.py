@@ -26,7 +26,7 @@ from ingest.config import Settings
 from ingest.kube import JobStore, list_pods, read_pod
 from ingest.lifecycle import Job
 from ingest.operator import cleanup, events
-from ingest.operator.podspec import TERMINATION_GRACE_SECONDS, can_write, failure_reason, terminated, worker_pod
+from ingest.operator.podspec import TERMINATION_GRACE_SECONDS, can_write, failure_reason, worker_pod
 from ingest.storage import Storage
 
 log = logging.getLogger(__name__)
