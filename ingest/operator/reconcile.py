@@ -105,7 +105,8 @@ class Reconciler:
             job = Job.of(body)
             if job.problems:
                 self.report_unreadable(body, job)
-                return
+                if not job.deleting:  # a deletion is still honoured: the finalizer must not hang
+                    return
             self.unreadable.pop(name, None)
             self.step(job, body)
 
