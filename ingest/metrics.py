@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol, TypeVar
 
 import kubernetes
 import prometheus_client
@@ -64,49 +65,62 @@ JOB_SECONDS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 8640
 SIZE_BYTES = tuple(1024 * 4**power for power in range(14))  # 1 KiB .. 64 GiB
 
 # --- API ---------------------------------------------------------------------------------------
-HTTP_REQUESTS = Counter("ingest_http_requests_total", "HTTP requests answered, by route template, method and status code.",
-                        ["handler", "method", "code"], registry=API)
-HTTP_DURATION = Histogram("ingest_http_request_duration_seconds", "Time from request to the end of the response, by route template.",
-                          ["handler", "method"], buckets=REQUEST_SECONDS, registry=API)
-JOBS_SUBMITTED = Counter("ingest_jobs_submitted_total", "Jobs the API created (POST /ingest, /upload, /move).",
-                         ["operation"], registry=API)
-UPLOAD_SIZE = Histogram("ingest_upload_size_bytes", "Bytes received per bundle upload, by outcome (staged, refused, failed).",
-                        ["outcome"], buckets=SIZE_BYTES, registry=API)
-UPLOAD_DURATION = Histogram("ingest_upload_duration_seconds", "Time to receive and stage one bundle upload, by outcome.",
-                            ["outcome"], buckets=REQUEST_SECONDS, registry=API)
+HTTP_REQUESTS = Counter(
+    "ingest_http_requests_total", "HTTP requests answered, by route template, method and status code.",
+    ["handler", "method", "code"], registry=API)
+HTTP_DURATION = Histogram(
+    "ingest_http_request_duration_seconds", "Time from request to the end of the response, by route template.",
+    ["handler", "method"], buckets=REQUEST_SECONDS, registry=API)
+JOBS_SUBMITTED = Counter(
+    "ingest_jobs_submitted_total", "Jobs the API created (POST /ingest, /upload, /move).", ["operation"], registry=API)
+UPLOAD_SIZE = Histogram(
+    "ingest_upload_size_bytes", "Bytes received per bundle upload, by outcome (staged, refused, failed).",
+    ["outcome"], buckets=SIZE_BYTES, registry=API)
+UPLOAD_DURATION = Histogram(
+    "ingest_upload_duration_seconds", "Time to receive and stage one bundle upload, by outcome.",
+    ["outcome"], buckets=REQUEST_SECONDS, registry=API)
 UPLOAD_OUTCOMES = ("staged", "refused", "failed")
-GET_STATE_DURATION = Histogram("ingest_get_state_duration_seconds",
-                               "get_state latency, by where the answer came from (cache, kubernetes, missing).",
-                               ["source"], buckets=FAST_SECONDS, registry=API)
-STATE_CACHE_RESTARTS = Counter("ingest_state_cache_watch_restarts_total", "Times the API's IngestJob watch failed and restarted.",
-                               registry=API)
+GET_STATE_DURATION = Histogram(
+    "ingest_get_state_duration_seconds",
+    "get_state latency, by where the answer came from (cache, kubernetes, missing).",
+    ["source"], buckets=FAST_SECONDS, registry=API)
+STATE_CACHE_RESTARTS = Counter(
+    "ingest_state_cache_watch_restarts_total", "Times the API's IngestJob watch failed and restarted.", registry=API)
 STATE_CACHE_JOBS = Gauge("ingest_state_cache_jobs", "IngestJobs held in the API's get_state cache.", registry=API)
-STATE_CACHE_SYNCED = Gauge("ingest_state_cache_synced", "1 when the API's get_state cache is synced with the Kubernetes API.",
-                           registry=API)
+STATE_CACHE_SYNCED = Gauge(
+    "ingest_state_cache_synced", "1 when the API's get_state cache is synced with the Kubernetes API.", registry=API)
 
 # --- operator ----------------------------------------------------------------------------------
-JOBS_FINISHED = Counter("ingest_jobs_total", "Jobs that reached a final state, by operation, state and the task they ended at.",
-                        ["operation", "state", "task"], registry=OPERATOR)
-BYTES = Counter("ingest_bytes_total", "Bytes of files archived by jobs that completed successfully.",
-                ["operation"], registry=OPERATOR)
-FILES = Counter("ingest_files_total", "Files archived by jobs that completed successfully.", ["operation"], registry=OPERATOR)
-JOB_DURATION = Histogram("ingest_job_duration_seconds", "Time from a job's creation to its final state.",
-                         ["operation", "state"], buckets=JOB_SECONDS, registry=OPERATOR)
-STEP_DURATION = Histogram("ingest_job_step_duration_seconds",
-                          "Time a job spent in each step it completed, as the operator saw the steps change.",
-                          ["step"], buckets=STEP_SECONDS, registry=OPERATOR)
+JOBS_FINISHED = Counter(
+    "ingest_jobs_total", "Jobs that reached a final state, by operation, state and the task they ended at.",
+    ["operation", "state", "task"], registry=OPERATOR)
+BYTES = Counter(
+    "ingest_bytes_total", "Bytes of files archived by jobs that completed successfully.",
+    ["operation"], registry=OPERATOR)
+FILES = Counter(
+    "ingest_files_total", "Files archived by jobs that completed successfully.", ["operation"], registry=OPERATOR)
+JOB_DURATION = Histogram(
+    "ingest_job_duration_seconds", "Time from a job's creation to its final state.",
+    ["operation", "state"], buckets=JOB_SECONDS, registry=OPERATOR)
+STEP_DURATION = Histogram(
+    "ingest_job_step_duration_seconds",
+    "Time a job spent in each step it completed, as the operator saw the steps change.",
+    ["step"], buckets=STEP_SECONDS, registry=OPERATOR)
 WORKER_PODS = Counter("ingest_worker_pods_started_total", "Worker Pods the operator created.", registry=OPERATOR)
-WORKER_RETRIES = Counter("ingest_worker_retries_total", "Worker Pods that failed and were retried with a new Pod.",
-                         registry=OPERATOR)
-STUCK_JOBS = Counter("ingest_stuck_jobs_total", "Stuck jobs the sweeper found, by what was stuck.", ["reason"], registry=OPERATOR)
+WORKER_RETRIES = Counter(
+    "ingest_worker_retries_total", "Worker Pods that failed and were retried with a new Pod.", registry=OPERATOR)
+STUCK_JOBS = Counter(
+    "ingest_stuck_jobs_total", "Stuck jobs the sweeper found, by what was stuck.", ["reason"], registry=OPERATOR)
 STUCK_REASONS = ("upload_stalled", "worker_not_started", "worker_pending", "worker_vanished", "unreadable_status")
 
 # --- both --------------------------------------------------------------------------------------
-KUBE_REQUESTS = _in_both(Counter("ingest_kubernetes_requests_total", "Requests to the Kubernetes API, by HTTP verb.", ["verb"]))
+KUBE_REQUESTS = _in_both(Counter(
+    "ingest_kubernetes_requests_total", "Requests to the Kubernetes API, by HTTP verb.", ["verb"]))
 KUBE_ERRORS = _in_both(Counter(
     "ingest_kubernetes_errors_total",
     "Kubernetes API requests that failed, by kind (conflict and not_found are part of normal operation).", ["kind"]))
-S3_REQUESTS = _in_both(Counter("ingest_object_store_requests_total", "Requests to the object store, by HTTP method.", ["method"]))
+S3_REQUESTS = _in_both(Counter(
+    "ingest_object_store_requests_total", "Requests to the object store, by HTTP method.", ["method"]))
 S3_ERRORS = _in_both(Counter(
     "ingest_object_store_errors_total",
     "Object-store requests that failed after retries, by kind (not_found is part of normal operation).", ["kind"]))
@@ -192,7 +206,8 @@ class KubernetesCalls(kubernetes.client.ApiClient):
     """
 
     def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        return _count(KUBE_REQUESTS, KUBE_ERRORS, method, lambda: super(KubernetesCalls, self).call_api(method, url, *args, **kwargs))
+        send = super().call_api
+        return _count(KUBE_REQUESTS, KUBE_ERRORS, method, lambda: send(method, url, *args, **kwargs))
 
 
 class ObjectStoreCalls(urllib3.PoolManager):
@@ -202,8 +217,9 @@ class ObjectStoreCalls(urllib3.PoolManager):
     below `urlopen` (in the connection pool), so a call is counted once, with the outcome after retries.
     """
 
-    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> urllib3.BaseHTTPResponse:
-        return _count(S3_REQUESTS, S3_ERRORS, method, lambda: super(ObjectStoreCalls, self).urlopen(method, url, redirect, **kw))
+    def urlopen(self, method: str, url: str, *args: Any, **kw: Any) -> urllib3.BaseHTTPResponse:
+        send = super().urlopen
+        return _count(S3_REQUESTS, S3_ERRORS, method, lambda: send(method, url, *args, **kw))
 
 
 def instrument_kubernetes(client: kubernetes.client.ApiClient) -> KubernetesCalls:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import http.server
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import kubernetes
 import pytest
@@ -38,7 +38,7 @@ class Answer(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = _answer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class names it
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -78,14 +78,14 @@ def test_the_object_store_pool_counts_each_call_and_its_failure_kind(server: str
         pool.request("HEAD", f"http://127.0.0.1:{free_port()}/nobody-listens")
     with pytest.raises(urllib3.exceptions.HTTPError):
         pool.request("HEAD", f"http://{server}/slow", timeout=0.2)
-    moved = [after - was for after, was in zip(deltas(S3), before)]
+    moved = [after - was for after, was in zip(deltas(S3), before, strict=True)]
     assert moved == [3, 2, 1, 1, 1, 1]
 
 
 def test_an_instrumented_storage_counts_what_the_minio_sdk_sends(server: str) -> None:
     settings = Settings.from_env({"INGEST_S3_ENDPOINT": server, "INGEST_S3_SECURE": "false"})
     storage = metrics.instrument_object_store(Storage(settings))
-    assert isinstance(storage.minio._http, metrics.ObjectStoreCalls)  # noqa: SLF001 - checking what we handed over
+    assert isinstance(storage.minio._http, metrics.ObjectStoreCalls)
     before = value("ingest_object_store_requests_total", method="HEAD")
     assert storage.minio.bucket_exists("present")  # HEAD /present answers 200
     assert value("ingest_object_store_requests_total", method="HEAD") - before == 1
@@ -99,7 +99,8 @@ KUBE = [("ingest_kubernetes_requests_total", {"verb": "GET"}),
 
 def test_the_kubernetes_client_counts_each_call_and_its_failure_kind(server: str) -> None:
     configuration = kubernetes.client.Configuration(host=f"http://{server}")
-    client = metrics.instrument_kubernetes(kubernetes.client.ApiClient(configuration, header_name="X-Who", header_value="t"))
+    plain = kubernetes.client.ApiClient(configuration, header_name="X-Who", header_value="t")
+    client = metrics.instrument_kubernetes(plain)
     assert client.default_headers["X-Who"] == "t" and client.configuration is configuration
     before = deltas(KUBE)
     core = kubernetes.client.CoreV1Api(client)
@@ -110,5 +111,5 @@ def test_the_kubernetes_client_counts_each_call_and_its_failure_kind(server: str
         kubernetes.client.CustomObjectsApi(client).patch_cluster_custom_object("409", "v1", "things", "x", {})
     assert conflict.value.status == 409
     core.read_namespace("default", _preload_content=False)  # a raw read (watches use this path) is counted too
-    moved = [after - was for after, was in zip(deltas(KUBE), before)]
+    moved = [after - was for after, was in zip(deltas(KUBE), before, strict=True)]
     assert moved == [2, 1, 1, 1]

@@ -5,7 +5,8 @@ import hashlib
 import io
 import json
 import tarfile
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ingest.bundle import Limits, TarIndex, TarScanner
 

@@ -6,7 +6,8 @@ import io
 import json
 import tarfile
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 def files_entry(name: str, subdir: str, data: bytes, hashtype: str = "sha1", **override: Any) -> dict[str, Any]:
