@@ -29,9 +29,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
 import http.client
-import io
 import json
 import os
 import random
@@ -54,6 +52,7 @@ import yaml
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 
+from ingest.bundle.writer import FileData, bundle, coalesce
 from ingest.local.launcher import Stack, parse_ports
 
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
@@ -91,32 +90,27 @@ class Bundle:
         return self.path.stat().st_size
 
 
+TRANSACTION = [
+    {"destinationTable": "Transactions.submitter", "value": 10},
+    {"destinationTable": "Transactions.project", "value": "1234a"},
+    {"destinationTable": "Transactions.instrument", "value": 54},
+]
+BUNDLE_MTIME = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
 def write_bundle(path: Path, *, files: int, size: int, seed: int) -> Bundle:
-    """A Pacifica bundle (data/ members, metadata.txt last) of random, distinct files."""
+    """A Pacifica bundle (data/ members, metadata.txt last) of random, distinct files, as the uploader writes it."""
     rng = random.Random(seed)
-    metadata: list[dict[str, Any]] = [
-        {"destinationTable": "Transactions.submitter", "value": 10},
-        {"destinationTable": "Transactions.project", "value": "1234a"},
-        {"destinationTable": "Transactions.instrument", "value": 54},
-    ]
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for number in range(files):
-            data = rng.randbytes(size)
-            subdir, name = f"set-{number // 1000}", f"file-{number:06d}.bin"
-            metadata.append({
-                "destinationTable": "Files", "name": name, "subdir": subdir, "size": size, "hashtype": "sha1",
-                "hashsum": hashlib.sha1(data).hexdigest(), "mimetype": "application/octet-stream",
-                "ctime": "2026-01-01T00:00:00", "mtime": "2026-01-01T00:00:00",
-            })
-            add_member(tar, f"data/{subdir}/{name}", data)
-        add_member(tar, "metadata.txt", json.dumps(metadata).encode())
+
+    def data() -> Iterator[bytes]:  # one file in memory at a time, made when the writer reaches it
+        yield rng.randbytes(size)
+
+    members = [FileData(f"data/set-{number // 1000}/file-{number:06d}.bin", size, BUNDLE_MTIME, data())
+               for number in range(files)]
+    with open(path, "wb") as out:
+        for chunk in coalesce(bundle(members, transaction=TRANSACTION), MiB):
+            out.write(chunk)
     return Bundle(path, files, files * size)
-
-
-def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 1_767_225_600, 0o644
-    tar.addfile(info, io.BytesIO(data))
 
 
 # --- the service: POST -> complete --------------------------------------------------------------
