@@ -15,6 +15,7 @@ import threading
 import kubernetes
 import pytest
 
+from ingest import lifecycle
 from ingest.bundle import BundleError, Member, TarIndex, TarScanner, match, parse_metadata
 from ingest.bundle.writer import FileData, bundle
 from ingest.config import Settings
@@ -46,7 +47,8 @@ def worker() -> Worker:
     settings = Settings.from_env({})
     client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host="http://127.0.0.1:9"))
     return Worker(settings=settings, store=JobStore(client, settings.namespace), storage=Storage(settings),
-                  client=client, name="ingest-1", pod=None, stop=threading.Event())
+                  client=client, name="ingest-1", owner=lifecycle.Owner(1, "ingest-1-worker-1", "uid-1"),
+                  stop=threading.Event())
 
 
 def groups(index: TarIndex, batches: list[Batch]) -> list[list[str]]:
