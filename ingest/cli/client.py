@@ -581,7 +581,15 @@ def command_upload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         raise UsageError(f"{source} is neither a directory nor a bundle file")
     progress = Progress(size, verb="sent", stream=None if args.quiet else err)
-    accepted = service.upload(body, size=size, progress=progress)
+    if args.resume or (size is not None and size >= args.resumable_threshold):
+        from ingest.cli.resumable import upload_resumably  # it builds on this module
+
+        opener = (lambda offset: read_file(source, offset)) if source.is_file() else \
+            (lambda offset: skip_bytes(bundle_stream(args, source, warn=lambda text: None), offset))
+        accepted = upload_resumably(service, opener, size=size or 0, name=source.name, args=args,
+                                    progress=progress, err=err)
+    else:
+        accepted = service.upload(body, size=size, progress=progress)
     job_id = accepted["job_id"]
     if not args.wait:
         print(job_id, file=out)
@@ -609,13 +617,24 @@ def refuse_bundle_options(args: argparse.Namespace, what: str) -> None:
         raise UsageError(f"{', '.join(given)} describe a directory to bundle; {what} already has its metadata.txt")
 
 
-def read_file(path: Path) -> Iterator[bytes]:
+def read_file(path: Path, offset: int = 0) -> Iterator[bytes]:
     try:
         with path.open("rb") as handle:
+            handle.seek(offset)
             while chunk := handle.read(CHUNK):
                 yield chunk
     except OSError as error:
         raise ClientError(f"cannot read {path}: {error.strerror}") from None
+
+
+def skip_bytes(pieces: Iterable[bytes], offset: int) -> Iterator[bytes]:
+    """The bytes of `pieces` past `offset` (a regenerated bundle, resumed mid-way)."""
+    for piece in pieces:
+        if offset >= len(piece):
+            offset -= len(piece)
+            continue
+        yield piece[offset:] if offset else piece
+        offset = 0
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -623,6 +642,15 @@ def key_value(text: str) -> tuple[str, str]:
     if not separator or not key:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
     return key, value
+
+
+def size_argument(text: str) -> int:
+    """Bytes, with an optional K, M or G suffix (powers of 1024)."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    number, unit = (text[:-1], units[text[-1].upper()]) if text[-1:].upper() in units else (text, 1)
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a size like 64M, got {text!r}")
+    return int(number) * unit
 
 
 def parser() -> argparse.ArgumentParser:
@@ -665,6 +693,13 @@ def parser() -> argparse.ArgumentParser:
                         "exit 0 if it ended OK, 1 if it FAILED")
     upload.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="with --wait, give up waiting after this long (exit 1; the job goes on)")
+    upload.add_argument("--resumable-threshold", type=size_argument, default=64 * 1024 * 1024, metavar="BYTES",
+                        help="send bundles of at least this size (default 64M) as a resumable tus upload, which "
+                        "survives dropped connections")
+    upload.add_argument("--chunk-size", type=size_argument, default=128 * 1024 * 1024, metavar="BYTES",
+                        help="bytes per PATCH of a resumable upload (default 128M; streamed, not held in memory)")
+    upload.add_argument("--resume", metavar="URL",
+                        help="continue the resumable upload at URL (printed when it started) with the same DIR|BUNDLE")
     upload.set_defaults(run=command_upload)
     return root
 

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import os
+import re
+import subprocess
+import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Iterator
 
@@ -226,3 +231,51 @@ def test_tuspy_through_cut_connections_and_a_second_replica(api: httpx.Client, t
     finally:
         proxy.close()
         replica.stop()
+
+
+def tree(root: Path, megabytes: int) -> Path:
+    root.mkdir()
+    for index in range(megabytes // 4):
+        (root / f"file{index:02d}.bin").write_bytes(os.urandom(4 * MiB))
+    return root
+
+
+def ingest_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ingest.cli.client", "upload", *args, "--resumable-threshold", "1M",
+            "--chunk-size", "8M", "--project", "1234a", "--submitter", "10", "--instrument", "54"]
+
+
+def test_ingest_upload_of_a_directory_through_a_cut_connection(tus_stack: Stack, tmp_path: Path) -> None:
+    source = tree(tmp_path / "run", 40)
+    proxy = CuttingProxy(tus_stack.ports["api"], [14 * MiB, 30 * MiB])
+    try:
+        result = subprocess.run(ingest_command(str(source), "--url", proxy.url, "--wait", "--timeout", "300"),
+                                capture_output=True, text=True, timeout=600)
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stderr
+    assert proxy.cut_count == 2
+    assert result.stderr.count("resuming in") >= 2, result.stderr
+    assert json.loads(result.stdout)["task"] == "ingest metadata"
+
+
+def test_resume_finishes_an_upload_after_the_command_was_killed(tus_stack: Stack, api: httpx.Client, tmp_path: Path) -> None:
+    source = tree(tmp_path / "run", 40)
+    proxy = CuttingProxy(tus_stack.ports["api"], [], delay=0.004)  # ~15 MB/s: time to kill it mid-way
+    try:
+        command = subprocess.Popen(ingest_command(str(source), "--url", proxy.url), stderr=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+        line = command.stderr.readline()
+        url = re.search(r"--resume (\S+)\)", line).group(1)
+        wait_for(lambda: offset_of(api, urllib.parse.urlsplit(url).path) >= 8 * MiB, 120, "the first chunk")
+        command.kill()
+        command.communicate(timeout=30)
+    finally:
+        proxy.close()
+    path = urllib.parse.urlsplit(url).path
+    assert offset_of(api, path) < 40 * MiB
+    resumed = subprocess.run(ingest_command(str(source), "--url", tus_stack.api_url, "--resume",
+                                            tus_stack.api_url + path, "--wait", "--timeout", "300"),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["state"] == "OK"

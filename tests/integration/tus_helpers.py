@@ -22,8 +22,9 @@ TUS = {"Tus-Resumable": "1.0.0"}
 class CuttingProxy:
     """Forwards TCP to `target`; closes the connection once the client has sent past each of `cuts` (bytes, in total)."""
 
-    def __init__(self, target_port: int, cuts: list[int]) -> None:
+    def __init__(self, target_port: int, cuts: list[int], *, delay: float = 0.0) -> None:
         self.target_port = target_port
+        self.delay = delay  # seconds per upward read: a slow link
         self.cuts = sorted(cuts)
         self.sent = 0
         self.cut_count = 0
@@ -54,6 +55,8 @@ class CuttingProxy:
                 if not data:
                     break
                 if upward:
+                    if self.delay:
+                        time.sleep(self.delay)
                     with self._lock:
                         self.sent += len(data)
                         cut = bool(self.cuts) and self.sent >= self.cuts[0]
