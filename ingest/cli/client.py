@@ -51,6 +51,8 @@ BLOCK: Final = tarfile.BLOCKSIZE
 RECORD: Final = tarfile.RECORDSIZE
 IO_TIMEOUT: Final = 120.0  # seconds one socket read or write may take
 POLL_INTERVAL: Final = 1.0  # pacifica-uploader polls once a second
+RESUMABLE_THRESHOLD: Final = 64 * 1024 * 1024  # at or above: a tus upload (ingest.cli.resumable)
+TUS_CHUNK: Final = 1024 * 1024 * 1024  # bytes per PATCH: streamed, so only a bound on what a dying replica loses
 POLL_FAILURES: Final = 30  # consecutive failed polls (about 30 s) before --wait gives up
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -693,11 +695,12 @@ def parser() -> argparse.ArgumentParser:
                         "exit 0 if it ended OK, 1 if it FAILED")
     upload.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="with --wait, give up waiting after this long (exit 1; the job goes on)")
-    upload.add_argument("--resumable-threshold", type=size_argument, default=64 * 1024 * 1024, metavar="BYTES",
+    upload.add_argument("--resumable-threshold", type=size_argument, default=RESUMABLE_THRESHOLD, metavar="BYTES",
                         help="send bundles of at least this size (default 64M) as a resumable tus upload, which "
                         "survives dropped connections")
-    upload.add_argument("--chunk-size", type=size_argument, default=128 * 1024 * 1024, metavar="BYTES",
-                        help="bytes per PATCH of a resumable upload (default 128M; streamed, not held in memory)")
+    upload.add_argument("--chunk-size", type=size_argument, default=TUS_CHUNK, metavar="BYTES",
+                        help="bytes per PATCH of a resumable upload (default 1G; streamed, not held in memory; "
+                        "lower it behind a proxy that limits request bodies)")
     upload.add_argument("--resume", metavar="URL",
                         help="continue the resumable upload at URL (printed when it started) with the same DIR|BUNDLE")
     upload.set_defaults(run=command_upload)

@@ -13,14 +13,13 @@ import asyncio
 import datetime
 import email.utils
 import hmac
-import json
 import logging
 import secrets
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from ingest import jobs, logs, metrics, resumable
 from ingest.api.services import Services
@@ -150,7 +149,7 @@ async def create(request: Request) -> Response:
             raise
     document = services.cache.put(job)
     return protocol.answer(request, 201, {**location, **upload_headers(job), "Content-Type": "application/json"},
-                           json.dumps(document).encode())
+                           JSONResponse(document).body)
 
 
 async def head(request: Request) -> Response:

@@ -71,7 +71,7 @@ def refuse(request: Request, error: TusError | HTTPException) -> Response:
         error = TusError(error.status_code, str(error.detail), error.headers)
     if error.status == CHECKSUM_MISMATCH:  # not in http.HTTPStatus: error_response cannot phrase it
         response = Response(
-            f'{{"status": "460 Checksum Mismatch", "message": {json.dumps(error.message)}}}',
+            f'{{"status":"460 Checksum Mismatch","message":{json.dumps(error.message, ensure_ascii=False)}}}',
             status_code=CHECKSUM_MISMATCH, media_type="application/json",
         )
     else:
