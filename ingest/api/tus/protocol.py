@@ -35,7 +35,7 @@ EXPOSED: Final = ", ".join((
 ))
 ALLOWED_HEADERS: Final = ", ".join((
     "Authorization", "Content-Type", "Tus-Resumable", "Upload-Offset", "Upload-Length", "Upload-Metadata",
-    "Upload-Checksum", "Upload-Defer-Length", "Upload-Concat", "X-Requested-With", "X-HTTP-Method-Override",
+    "Upload-Checksum", "X-Requested-With",
 ))
 ALLOWED_METHODS: Final = "POST, HEAD, PATCH, DELETE, OPTIONS"
 
