@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import time
 import urllib.parse
 from typing import Callable, Final, Iterable, Iterator, TextIO
@@ -83,7 +84,7 @@ class TusUpload:
             if progress is not None:
                 progress.advance(len(piece))
         response = connection.getresponse()
-        response.read()
+        response.body = response.read()  # type: ignore[attr-defined]  # the refusal's sentence, if any
         connection.close()
         return response
 
@@ -92,7 +93,14 @@ class TusUpload:
         return parts.path if parts.path.startswith("/") else f"{self.service.prefix}/uploads/{parts.path}"
 
     def refused(self, response: http.client.HTTPResponse, what: str) -> ServiceError:
-        return ServiceError(response.status, f"the service refused the {what}: {response.status} {response.reason}")
+        """The service's own sentence (its JSON `message`) when it gave one."""
+        try:
+            message = json.loads(getattr(response, "body", b"") or b"{}").get("message")
+        except (ValueError, AttributeError):
+            message = None
+        detail = f": {message}" if message else ""
+        hint = "; give a token with --token or $INGEST_TOKEN" if response.status == 401 else ""
+        return ServiceError(response.status, f"the service refused the {what}: {response.status} {response.reason}{detail}{hint}")
 
     def create(self, size: int, filename: str) -> str:
         metadata = "filename " + base64.b64encode(filename.encode()).decode()
@@ -141,7 +149,7 @@ class TusUpload:
                         raise ClientError(f"the service answered a PATCH without Upload-Offset: is {self.url} a tus upload?")
                     continue
                 if response.status not in RETRYABLE:
-                    raise ServiceError(response.status, f"the service refused the upload: {response.status} {response.reason}")
+                    raise self.refused(response, "upload")
                 problem = f"{response.status} {response.reason}"
             except ServiceError as error:
                 if error.status not in RETRYABLE:
