@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ingest.cli.client import TUS_CHUNK, Progress, Service, read_file
-from ingest.cli.resumable import TusUpload
+from ingest.cli.bundling import read_file
+from ingest.cli.resumable import TUS_CHUNK, TusUpload
+from ingest.cli.service import Progress, Service
 
 MB = 1_000_000
 

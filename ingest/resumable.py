@@ -100,6 +100,6 @@ def discard(storage: Storage, job: Mapping[str, Any]) -> None:
     if tus is None:
         return
     job_id = int((job.get("spec") or {}).get("jobId") or 0)
+    remove_checkpoints(storage, job_id)
     if tus.get("uploadId"):
         abort_parts(storage, jobs.staged_bundle_key(job_id), str(tus["uploadId"]))
-    remove_checkpoints(storage, job_id)

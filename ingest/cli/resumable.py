@@ -21,15 +21,19 @@ directory is bundled again (the bundle is deterministic) and its first bytes ski
 """
 from __future__ import annotations
 
+import argparse
 import base64
 import http.client
 import json
 import time
 import urllib.parse
-from typing import Callable, Final, Iterable, Iterator, TextIO
+from typing import Any, Callable, Final, Iterable, Iterator, TextIO
 
-from ingest.cli.client import TUS_CHUNK, ClientError, Progress, Service, ServiceError, human
+from ingest.cli.errors import ClientError
+from ingest.cli.service import Progress, Service, ServiceError, human
 
+RESUMABLE_THRESHOLD: Final = 64 * 1024 * 1024  # `ingest upload` sends bundles this large or larger through tus
+TUS_CHUNK: Final = 1024 * 1024 * 1024  # bytes per PATCH: streamed, so only a bound on what a dying replica loses
 TUS: Final = {"Tus-Resumable": "1.0.0"}
 RETRYABLE: Final = frozenset({409, 423, 500, 502, 503, 504})
 MAX_DELAY: Final = 30.0
@@ -170,8 +174,8 @@ class TusUpload:
             self.sleep(delay)
 
 
-def upload_resumably(service: Service, opener: Opener, *, size: int, name: str, args, progress: Progress,  # noqa: ANN001
-                     err: TextIO) -> dict:
+def upload_resumably(service: Service, opener: Opener, *, size: int, name: str, args: argparse.Namespace,
+                     progress: Progress, err: TextIO) -> dict[str, Any]:
     """Create (or, with --resume, find) the upload, send it to the end, and return the job's state document."""
     upload = TusUpload(service, chunk_size=args.chunk_size, err=None if args.quiet else err)
     if args.resume:

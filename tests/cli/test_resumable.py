@@ -5,7 +5,9 @@ import argparse
 
 import pytest
 
-from ingest.cli.client import ClientError, size_argument, skip_bytes
+from ingest.cli.bundling import skip_bytes
+from ingest.cli.client import size_argument
+from ingest.cli.errors import ClientError
 from ingest.cli.resumable import Replay
 
 DATA = bytes(range(256)) * 40

@@ -87,5 +87,5 @@ class UploadStaging:
             ])
 
     def abort(self) -> None:
-        resumable.abort_parts(self.storage, self.key, self.upload_id)
         resumable.remove_checkpoints(self.storage, self.job_id)
+        resumable.abort_parts(self.storage, self.key, self.upload_id)
