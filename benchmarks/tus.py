@@ -3,14 +3,16 @@
 Both send the same bundle to the same stack in the same run; the figure is the time from the first
 byte to the answer that says the bundle is staged (POST's 200, the final PATCH's 204), and the
 target is tus (with the client's default PATCH size) within 15 % of POST's throughput. A run with
-64 MiB PATCHes is printed beside it, to show what each PATCH's fixed work costs. Each job then runs to `complete`, so the staged
+64 MiB PATCHes is printed beside it, to show what each PATCH's fixed work costs. Each job then
+runs to `complete`, so the staged
 bundles are ingested and removed like any other.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ingest.cli.bundling import read_file
 from ingest.cli.resumable import TUS_CHUNK, TusUpload

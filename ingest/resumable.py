@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import datetime
 import logging
-from typing import Any, Final, Mapping
+from collections.abc import Mapping
+from typing import Any, Final
 
 from minio.error import S3Error
 
@@ -89,7 +90,8 @@ def abort_parts(storage: Storage, key: str, upload_id: str) -> None:
 
 
 def remove_checkpoints(storage: Storage, job_id: int) -> None:
-    keys = [item.object_name for item in storage.minio.list_objects(storage.staging, prefix=prefix(job_id), recursive=True)]
+    found = storage.minio.list_objects(storage.staging, prefix=prefix(job_id), recursive=True)
+    keys = [item.object_name for item in found]
     if keys:
         storage.remove(storage.staging, keys)
 

@@ -30,8 +30,9 @@ import mimetypes
 import os
 import stat
 import tarfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Final, Iterable, Iterator, Sequence
+from typing import Any, Final
 
 from ingest.bundle import DEFAULT_HASHTYPE, METADATA_NAME, BundleError, entry_path, hasher
 from ingest.cli.errors import ClientError, UsageError
@@ -143,7 +144,7 @@ def transaction_items(*, submitter: str | None, project: str | None, instrument:
 def files_item(source: SourceFile, *, hashtype: str, hashsum: str) -> dict[str, Any]:
     """A Files entry, with pacifica-uploader's fields in its order."""
     subdir, _, name = source.relative.rpartition("/")
-    moment = datetime.datetime.fromtimestamp(source.mtime, datetime.timezone.utc).replace(tzinfo=None).isoformat()
+    moment = datetime.datetime.fromtimestamp(source.mtime, datetime.UTC).replace(tzinfo=None).isoformat()
     return {
         "destinationTable": "Files",
         "name": name,

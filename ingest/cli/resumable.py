@@ -27,7 +27,8 @@ import http.client
 import json
 import time
 import urllib.parse
-from typing import Any, Callable, Final, Iterable, Iterator, TextIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final, TextIO
 
 from ingest.cli.errors import ClientError
 from ingest.cli.service import Progress, Service, ServiceError, human
@@ -104,7 +105,8 @@ class TusUpload:
             message = None
         detail = f": {message}" if message else ""
         hint = "; give a token with --token or $INGEST_TOKEN" if response.status == 401 else ""
-        return ServiceError(response.status, f"the service refused the {what}: {response.status} {response.reason}{detail}{hint}")
+        answer = f"{response.status} {response.reason}{detail}{hint}"
+        return ServiceError(response.status, f"the service refused the {what}: {answer}")
 
     def create(self, size: int, filename: str) -> str:
         metadata = "filename " + base64.b64encode(filename.encode()).decode()
@@ -150,7 +152,7 @@ class TusUpload:
                     failures = 0
                     offset = int(response.getheader("Upload-Offset") or -1)
                     if offset < 0:
-                        raise ClientError(f"the service answered a PATCH without Upload-Offset: is {self.url} a tus upload?")
+                        raise ClientError(f"the service answered a PATCH without Upload-Offset: is {self.url} tus?")
                     continue
                 if response.status not in RETRYABLE:
                     raise self.refused(response, "upload")

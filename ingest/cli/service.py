@@ -10,7 +10,8 @@ import json
 import select
 import time
 import urllib.parse
-from typing import Any, Callable, Final, Iterable, TextIO
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TextIO
 
 from ingest import jobs
 from ingest.cli.errors import ClientError, UsageError
@@ -103,7 +104,7 @@ class Service:
 
     def _connect(self) -> http.client.HTTPConnection:
         kind = http.client.HTTPSConnection if self.parts.scheme == "https" else http.client.HTTPConnection
-        return kind(self.parts.hostname, self.parts.port, timeout=self.timeout)
+        return kind(self.parts.hostname or "", self.parts.port, timeout=self.timeout)
 
     def _headers(self) -> dict[str, str]:
         headers = {"User-Agent": "ingest-client", "Accept": "application/json"}

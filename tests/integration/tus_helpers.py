@@ -1,4 +1,4 @@
-"""What the tus tests need besides the stack: a TCP proxy that cuts connections, a second API replica, bundles on disk."""
+"""What the tus tests need besides the stack: a proxy that cuts connections, a second API replica, bundles."""
 from __future__ import annotations
 
 import base64
@@ -20,7 +20,7 @@ TUS = {"Tus-Resumable": "1.0.0"}
 
 
 class CuttingProxy:
-    """Forwards TCP to `target`; closes the connection once the client has sent past each of `cuts` (bytes, in total)."""
+    """Forwards TCP to `target`; closes the connection once the client has sent past each of `cuts` (bytes)."""
 
     def __init__(self, target_port: int, cuts: list[int], *, delay: float = 0.0) -> None:
         self.target_port = target_port
@@ -120,7 +120,8 @@ def bundle_file(path: Path, megabytes: int, file_megabytes: int = 16) -> dict[st
 
 def create(client: httpx.Client, length: int, **headers: str) -> httpx.Response:
     metadata = "filename " + base64.b64encode(b"bundle.tar").decode()
-    return client.post("/uploads/", headers={**TUS, "Upload-Length": str(length), "Upload-Metadata": metadata, **headers})
+    asked = {**TUS, "Upload-Length": str(length), "Upload-Metadata": metadata, **headers}
+    return client.post("/uploads/", headers=asked)
 
 
 def patch(client: httpx.Client, url: str, offset: int, body: Any, **headers: str) -> httpx.Response:

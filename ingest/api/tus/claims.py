@@ -13,9 +13,10 @@ import datetime
 import os
 import socket
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from ingest import jobs, resumable
+from ingest import jobs, lifecycle, resumable
 from ingest.api.tus.protocol import TusError
 
 Decide = Callable[[dict[str, Any]], "dict[str, Any] | None"]
@@ -61,7 +62,9 @@ def claim(holder: str, offset: int, expiry_seconds: float) -> Decide:
 
 
 def holds(job: dict[str, Any] | None, holder: str) -> bool:
-    return job is not None and uploading(job) and ((resumable.record(job) or {}).get("lock") or {}).get("holder") == holder
+    if job is None or not uploading(job):
+        return False
+    return ((resumable.record(job) or {}).get("lock") or {}).get("holder") == holder
 
 
 def renew(holder: str, received_to: int, length: int, expiry_seconds: float) -> Decide:
@@ -90,8 +93,8 @@ def commit(holder: str, *, offset: int, length: int, generation: int, expiry_sec
                               "expires": resumable.expiry_time(now, expiry_seconds)},
             "uploadedBytes": offset, "taskPercent": percent(offset, length), "updated": jobs.rfc3339(now),
         }
-        if staged:
-            change["phase"] = jobs.PHASE_STAGED
+        if staged:  # the same hand-over as POST /upload's, by the lifecycle's own rule
+            change |= lifecycle.staged(lifecycle.Job.of(job), now, size=offset) or {}
         return change
 
     return decide

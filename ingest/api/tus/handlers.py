@@ -10,7 +10,6 @@ who created it; to anyone else it does not exist (404, the same answer as for a 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import email.utils
 import hmac
 import logging
@@ -52,7 +51,7 @@ async def find(request: Request) -> dict[str, Any]:
     logs.bind_job(int(number))
     job = await asyncio.to_thread(services.jobs.get, jobs.job_name(int(number)))
     tus = resumable.record(job) if job else None
-    if tus is None or not hmac.compare_digest(str(tus.get("token", "")).encode(), token.encode()):
+    if job is None or tus is None or not hmac.compare_digest(str(tus.get("token", "")).encode(), token.encode()):
         raise missing
     if (job.get("spec") or {}).get("user") != request.scope.get("ingest.user"):
         raise missing
@@ -74,7 +73,7 @@ def upload_headers(job: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def tus_endpoint(handler):  # noqa: ANN001, ANN201 - a Starlette endpoint in, one out
+def tus_endpoint(handler):
     """Protocol errors become answers with the tus and CORS headers; the version is checked first."""
 
     async def endpoint(request: Request) -> Response:
@@ -111,7 +110,8 @@ async def create(request: Request) -> Response:
     if length is None:
         raise TusError(400, "Upload-Length is required: the bundle's size in bytes")
     if length > settings.max_body_bytes:
-        raise TusError(413, f"the bundle is {length} bytes; this service accepts at most {settings.max_body_bytes} bytes")
+        limit = settings.max_body_bytes
+        raise TusError(413, f"the bundle is {length} bytes; this service accepts at most {limit} bytes")
     metadata_text = request.headers.get("upload-metadata", "")
     metadata = protocol.parse_metadata(metadata_text)
     with_body = request.headers.get("content-type", "").split(";")[0].strip().lower() == protocol.PATCH_TYPE
@@ -149,7 +149,7 @@ async def create(request: Request) -> Response:
             raise
     document = services.cache.put(job)
     return protocol.answer(request, 201, {**location, **upload_headers(job), "Content-Type": "application/json"},
-                           JSONResponse(document).body)
+                           bytes(JSONResponse(document).body))
 
 
 async def head(request: Request) -> Response:

@@ -23,7 +23,8 @@ def _answer(description: str, **headers: str) -> dict[str, Any]:
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    schema = {"$ref": "#/components/schemas/Error"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 _COMMON_ERRORS: Final = {
@@ -45,7 +46,7 @@ PATHS: Final[dict[str, Any]] = {
             "security": [],
             "responses": {"204": _answer(
                 "The protocol's capabilities.", **{"Tus-Version": "1.0.0", "Tus-Extension": "Supported extensions.",
-                                                   "Tus-Max-Size": "The largest Upload-Length accepted (INGEST_MAX_BODY_BYTES).",
+                                                   "Tus-Max-Size": "The largest Upload-Length (INGEST_MAX_BODY_BYTES).",
                                                    "Tus-Checksum-Algorithm": "sha1,sha256"})},
         },
         "post": {
@@ -60,9 +61,9 @@ PATHS: Final[dict[str, Any]] = {
                            {"name": "Upload-Length", "in": "header", "required": True,
                             "schema": {"type": "integer", "minimum": 0}, "description": "The bundle's size in bytes."}],
             "responses": {
-                "201": {**_answer("Created; Location is the upload's URL.", Location="The upload's URL.", **_UPLOAD_STATE),
+                "201": {**_answer("Created; Location is its URL.", Location="The upload's URL.", **_UPLOAD_STATE),
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StateDocument"}}}},
-                "400": _error("A header is malformed, or the first bytes are not a tar (the job failed at `open tar`)."),
+                "400": _error("A header is malformed, or the first bytes are not a tar (the job FAILED)."),
                 "413": _error("Upload-Length is above Tus-Max-Size."),
                 **{code: _COMMON_ERRORS[code] for code in ("401", "412")},
             },
@@ -89,7 +90,7 @@ PATHS: Final[dict[str, Any]] = {
                 "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
             "responses": {
                 "204": _answer("The bytes are kept.", **_UPLOAD_STATE),
-                "400": _error("A header is malformed, or the bytes are not a tar (the job failed; `message` says at which step)."),
+                "400": _error("A malformed header, or bytes that are not a tar (the job FAILED; `message` says why)."),
                 "409": _error("Upload-Offset is not the upload's offset (the answer's Upload-Offset is)."),
                 "413": _error("The bytes go past Upload-Length."),
                 "415": _error("The body is not application/offset+octet-stream."),

@@ -68,7 +68,8 @@ class UploadStaging:
         """The checkpoint of `generation` and its pending bytes; generation 0 is the empty start."""
         if generation == 0:
             return Checkpoint(TarScanner(limits), [], {}), b""
-        state = pickle.loads(self.storage.get_bytes(self.storage.staging, resumable.checkpoint_key(self.job_id, generation)))
+        raw = self.storage.get_bytes(self.storage.staging, resumable.checkpoint_key(self.job_id, generation))
+        state = pickle.loads(raw)
         pending = self.storage.get_bytes(self.storage.staging, resumable.pending_key(self.job_id, generation))
         return state, pending
 

@@ -13,7 +13,8 @@ import binascii
 import dataclasses
 import hashlib
 import json
-from typing import Final, Mapping
+from collections.abc import Mapping
+from typing import Final
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -122,7 +123,7 @@ class Checksum:
     algorithm: str
     digest: bytes
 
-    def hasher(self):  # noqa: ANN201 - a hashlib object
+    def hasher(self):
         return CHECKSUM_ALGORITHMS[self.algorithm]()
 
 
@@ -131,13 +132,15 @@ def parse_checksum(text: str | None) -> Checksum | None:
         return None
     algorithm, _, encoded = text.strip().partition(" ")
     if algorithm not in CHECKSUM_ALGORITHMS:
-        raise TusError(400, f"Upload-Checksum algorithm {algorithm!r} is not supported (use {', '.join(CHECKSUM_ALGORITHMS)})")
+        known = ", ".join(CHECKSUM_ALGORITHMS)
+        raise TusError(400, f"Upload-Checksum algorithm {algorithm!r} is not supported (use {known})")
     try:
         digest = base64.b64decode(encoded.strip(), validate=True)
     except binascii.Error:
         raise TusError(400, "Upload-Checksum must be '<algorithm> <base64 digest>'") from None
     if len(digest) != CHECKSUM_ALGORITHMS[algorithm]().digest_size:
-        raise TusError(400, f"Upload-Checksum: a {algorithm} digest is {CHECKSUM_ALGORITHMS[algorithm]().digest_size} bytes, got {len(digest)}")
+        size = CHECKSUM_ALGORITHMS[algorithm]().digest_size
+        raise TusError(400, f"Upload-Checksum: a {algorithm} digest is {size} bytes, got {len(digest)}")
     return Checksum(algorithm, digest)
 
 

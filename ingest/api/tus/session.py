@@ -47,7 +47,7 @@ class Renewer:
             try:
                 await asyncio.wait_for(self._stop.wait(), RENEW_INTERVAL)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             decide = claims.renew(self.holder, self.writer.offset + self.writer.received, self.writer.length,
                                   settings.upload_expiry_seconds)
@@ -56,7 +56,7 @@ class Renewer:
             except Exception as error:  # the lease outlives a few failed renewals
                 log.warning("%s: could not renew the upload lock: %s", self.name, error)
                 continue
-            if not claims.holds(job, self.holder):
+            if job is None or not claims.holds(job, self.holder):
                 self.lost = True
                 return
             self.services.cache.put(job)
@@ -93,8 +93,9 @@ async def write_body(services: Services, request: Request, job: dict[str, Any], 
     name = job["metadata"]["name"]
     job_id = int(job["spec"]["jobId"])
     holder = claims.new_holder()
-    claimed = await asyncio.to_thread(services.jobs.update_status, name, claims.claim(holder, offset, settings.upload_expiry_seconds))
-    if not claims.holds(claimed, holder):
+    claim = claims.claim(holder, offset, settings.upload_expiry_seconds)
+    claimed = await asyncio.to_thread(services.jobs.update_status, name, claim)
+    if claimed is None or not claims.holds(claimed, holder):
         raise ended(claimed)
     tus = resumable.record(claimed) or {}
     length, generation = int(tus["length"]), int(tus.get("generation", 0))
@@ -138,6 +139,7 @@ async def write_body(services: Services, request: Request, job: dict[str, Any], 
     try:
         if final:
             await asyncio.to_thread(staging.complete, checkpoint.parts)
+            assert index is not None  # finish() gave it: the body is complete
             index = dataclasses.replace(index, sha1=checkpoint.digests)
             await asyncio.to_thread(services.storage.put_bytes, services.storage.staging, jobs.staged_index_key(job_id),
                                     index.to_json().encode(), "application/json")
@@ -151,7 +153,7 @@ async def write_body(services: Services, request: Request, job: dict[str, Any], 
         await asyncio.to_thread(services.jobs.update_status, name, claims.release(holder))
         log.exception("job %s: could not commit a PATCH", job_id)
         raise TusError(503, f"could not record the upload's progress: {error}") from None
-    if (resumable.record(written) or {}).get("generation") != generation + 1:
+    if written is None or (resumable.record(written) or {}).get("generation") != generation + 1:
         await asyncio.to_thread(staging.forget, generation + 1)  # never named: nobody else reads it
         raise ended(written)
     services.cache.put(written)
@@ -180,7 +182,8 @@ def ended(job: dict[str, Any] | None) -> TusError:
         return TusError(404, "no such upload")
     status = job.get("status") or {}
     if status.get("state") != jobs.OK:
-        return TusError(410, f"the upload ended: job {job['spec']['jobId']} {status.get('state')} at {status.get('task')}: "
+        where = f"job {job['spec']['jobId']} {status.get('state')} at {status.get('task')}"
+        return TusError(410, f"the upload ended: {where}: "
                              f"{status.get('exception') or 'no reason recorded'}")
     if status.get("phase") != jobs.PHASE_UPLOADING:
         return TusError(409, f"the upload is complete: job {job['spec']['jobId']} is at {status.get('task')}")

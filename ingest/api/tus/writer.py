@@ -106,11 +106,14 @@ class PatchWriter:
         if self.offset + self.received == self.length and self._buffered:
             await self._send_block()
         await self.settle()
-        if self._sum is not None and not hmac.compare_digest(self._sum.digest(), self.checksum.digest):
-            raise TusError(CHECKSUM_MISMATCH, f"the PATCH body does not match its Upload-Checksum ({self.checksum.algorithm}); "
+        if self._sum is not None and self.checksum is not None \
+                and not hmac.compare_digest(self._sum.digest(), self.checksum.digest):
+            algorithm = self.checksum.algorithm
+            raise TusError(CHECKSUM_MISMATCH, f"the PATCH body does not match its Upload-Checksum ({algorithm}); "
                                               f"nothing of it was kept, the offset is still {self.offset}")
         pending = b"".join(self._block)
-        checkpoint = Checkpoint(self.checkpoint.scanner, self._parts, {**self.checkpoint.digests, **self._members.digests})
+        digests = {**self.checkpoint.digests, **self._members.digests}
+        checkpoint = Checkpoint(self.checkpoint.scanner, self._parts, digests)
         return checkpoint, pending
 
     async def discard(self) -> None:
