@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bookmark-interval", type=float, default=30.0,
                         help="seconds between BOOKMARKs on watches that allow them")
     parser.add_argument("--history", type=int, default=DEFAULT_HISTORY,
-                        help="watch events kept per resource for resuming watches")
+                        help="the compaction window: events kept per resource for resuming watches and "
+                             "continuing paginated lists (older ones get 410 Expired)")
     parser.add_argument("--request-log", type=int, default=DEFAULT_SIZE,
                         help="raw requests kept for GET /_emulator/requests")
     return parser.parse_args(argv)

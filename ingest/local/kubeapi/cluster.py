@@ -14,7 +14,6 @@ builds a new top-level dict and a new ``metadata`` and shares the rest with the 
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
 import json
 import random
@@ -22,7 +21,7 @@ import re
 import uuid
 from typing import Any
 
-from . import errors, patching, schema, selectors
+from . import continuation, errors, patching, schema, selectors
 from .errors import ApiError, Cause
 from .resources import CRD_GROUP, Registry, Resource
 from .store import Body, Store
@@ -101,39 +100,53 @@ class Cluster:
 
     def list(self, res: Resource, ns: str | None, *, label_selector: str | None = None,
              field_selector: str | None = None, limit: int = 0,
-             continue_token: str | None = None) -> Body:
+             continue_token: str | None = None, resource_version: str | None = None,
+             resource_version_match: str | None = None) -> Body:
+        """One page of a list, as a real server pages it (``limit`` + ``continue``).
+
+        Every page of one list shows the objects as they were at the first page's version (the
+        token carries it, with the last key served); a token whose version fell out of the
+        compaction window is 410 Expired. ``remainingItemCount`` is given when no selector is
+        set, exactly as the real server does (it cannot count matches without reading them).
+        """
+        if limit < 0:
+            raise errors.bad_request("limit must not be negative")
         match = self.matcher(res, label_selector, field_selector)
+        filtered = bool(label_selector or field_selector)
         rv = self.store.rv
-        start = ""
+        after: tuple[str, str] | None = None
         if continue_token:
+            if resource_version:
+                raise errors.bad_request(
+                    "specifying resource version is not allowed when using continue")
+            rv, after = continuation.decode(continue_token, current=self.store.rv)
+        elif resource_version_match == "Exact":
             try:
-                token = json.loads(base64.urlsafe_b64decode(continue_token.encode()))
-                start = token["start"]
-            except (ValueError, KeyError, TypeError):
-                raise errors.bad_request("continue key is not valid: malformed token") from None
+                rv = int(resource_version or "")
+            except ValueError:
+                raise errors.bad_request(
+                    f'invalid resource version "{resource_version}"') from None
+        if self.store.compacted(res.key, rv):
+            raise continuation.expired(after)
+        objects, total = self.store.snapshot(res.key, ns, rv=rv, after=after)
         items: list[Body] = []
+        served = 0  # objects read for this page, matching or not
+        last: tuple[str, str] | None = None
         more = False
-        remaining = 0
-        for obj in self.store.items(res.key, ns):
-            meta = obj["metadata"]
-            position = f"{meta.get('namespace', '')}/{meta['name']}"
-            if start and position <= start:
-                continue
-            if not match(obj):
-                continue
+        for obj in objects:
             if limit and len(items) >= limit:
                 more = True
-                remaining += 1
-                continue
-            items.append(obj)
+                break
+            served += 1
+            meta = obj["metadata"]
+            last = (meta.get("namespace", ""), meta["name"])
+            if match(obj):
+                items.append(obj)
         metadata: Body = {"resourceVersion": str(rv)}
-        if more:
-            last = items[-1]["metadata"]
-            position = f"{last.get('namespace', '')}/{last['name']}"
-            metadata["continue"] = base64.urlsafe_b64encode(
-                json.dumps({"rv": rv, "start": position}).encode()).decode()
-            if not label_selector and not field_selector:
-                metadata["remainingItemCount"] = remaining
+        if more and last is not None:
+            metadata["continue"] = continuation.encode(rv, last)
+            if not filtered:
+                metadata["remainingItemCount"] = total - served
         return {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": metadata,
                 "items": items}
 

@@ -1,9 +1,10 @@
 """State that survives a restart (``--data FILE``), written atomically and debounced.
 
-The whole store is small (a dev stack holds tens of objects), so a snapshot is simply the
-store's dump as JSON. Writes are coalesced: the first change after a save schedules one save
-``delay`` seconds later, whatever happens meanwhile, so a burst of status patches costs one
-write. Each save goes to a temporary file in the same folder and is renamed over the target, so
+A snapshot is simply the store's dump as JSON. Writes are coalesced: the first change after a
+save schedules one save ``delay`` seconds later, whatever happens meanwhile, so a burst of status
+patches costs one write. The delay grows with the store: it is at least ``SAVE_SHARE`` times the
+last save's duration, so a store of 100,000 objects (a second or two to write) spends at most a
+few percent of the server's time saving instead of saving back to back. Each save goes to a temporary file in the same folder and is renamed over the target, so
 a crash leaves the previous snapshot or the new one, never half of one. Shutdown saves once more.
 """
 from __future__ import annotations
@@ -13,11 +14,13 @@ import json
 import os
 import pathlib
 import tempfile
+import time
 from typing import Any
 
 from .store import Event, ResourceKey, Store
 
 DEFAULT_DELAY = 0.5
+SAVE_SHARE = 20  # wait at least this many times the last save's duration between saves
 
 
 def load(path: pathlib.Path) -> dict[str, Any] | None:
@@ -49,17 +52,20 @@ class Persister:
         self.path = path
         self.delay = delay
         self._pending: asyncio.TimerHandle | None = None
+        self._last_duration = 0.0
         self.saves = 0
         store.listeners.append(self._changed)
 
     def _changed(self, resource: ResourceKey, event: Event) -> None:
         if self._pending is None:
             loop = asyncio.get_running_loop()
-            self._pending = loop.call_later(self.delay, self.flush)
+            self._pending = loop.call_later(max(self.delay, SAVE_SHARE * self._last_duration), self.flush)
 
     def flush(self) -> None:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
+        started = time.monotonic()
         save(self.path, self.store.dump())
+        self._last_duration = time.monotonic() - started
         self.saves += 1

@@ -284,7 +284,9 @@ class Api:
             raise errors.bad_request("limit must be an integer") from None
         body = self.cluster.list(res, ns, label_selector=query.get("labelSelector"),
                                  field_selector=query.get("fieldSelector"), limit=limit,
-                                 continue_token=query.get("continue"))
+                                 continue_token=query.get("continue"),
+                                 resource_version=query.get("resourceVersion"),
+                                 resource_version_match=query.get("resourceVersionMatch"))
         if _accepts(request, "Table"):
             return json_response(discovery.table(
                 res, body["items"], resource_version=body["metadata"]["resourceVersion"],
