@@ -68,6 +68,8 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_START_TIMEOUT_SECONDS", "600", "A staged job whose worker has not started this long fails."),
     Var("INGEST_STAGED_RETENTION_SECONDS", str(7 * 24 * 3600), "How long a failed job's staged bundle is kept for a retry."),
     Var("INGEST_JOB_RETENTION_DAYS", "30", "Finished IngestJobs are deleted after this many days (0: kept forever)."),
+    Var("INGEST_STATE_CACHE_FINISHED", "1000", "Finished jobs an API replica keeps in its get_state cache; older ones are read from the Kubernetes API when asked."),
+    Var("INGEST_LEADER_LEASE_SECONDS", "15", "Operator replicas: how long the active one's Lease holds; a standby takes over within this after the active one stops renewing."),
     Var("POLICY_INGEST_URL", "", "Pacifica policy service `.../ingest` endpoint; empty: built-in validation only."),
     Var("METADATA_INGEST_URL", "", "Pacifica metadata service `.../ingest` endpoint; empty: the archive keeps the document."),
     Var("INGEST_AUTH_TOKENS_FILE", "", "File of `token user` lines (or a JSON object): bearer tokens the API accepts; empty: no tokens."),
@@ -138,6 +140,8 @@ class Settings:
     start_timeout_seconds: int
     staged_retention_seconds: float
     job_retention_days: float
+    state_cache_finished: int
+    leader_lease_seconds: float
     policy_url: str
     metadata_url: str
     auth_tokens_file: str
@@ -194,6 +198,8 @@ class Settings:
             start_timeout_seconds=int(get("INGEST_START_TIMEOUT_SECONDS")),
             staged_retention_seconds=float(get("INGEST_STAGED_RETENTION_SECONDS")),
             job_retention_days=float(get("INGEST_JOB_RETENTION_DAYS")),
+            state_cache_finished=max(0, int(get("INGEST_STATE_CACHE_FINISHED"))),
+            leader_lease_seconds=max(2.0, float(get("INGEST_LEADER_LEASE_SECONDS"))),
             policy_url=get("POLICY_INGEST_URL"),
             metadata_url=get("METADATA_INGEST_URL"),
             auth_tokens_file=get("INGEST_AUTH_TOKENS_FILE"),

@@ -86,6 +86,9 @@ GET_STATE_DURATION = Histogram(
     ["source"], buckets=FAST_SECONDS, registry=API)
 STATE_CACHE_RESTARTS = Counter(
     "ingest_state_cache_watch_restarts_total", "Times the API's IngestJob watch failed and restarted.", registry=API)
+STATE_CACHE_UNREADABLE = Counter(
+    "ingest_state_cache_unreadable_total",
+    "IngestJobs skipped by the get_state cache because their status could not be read.", registry=API)
 STATE_CACHE_JOBS = Gauge("ingest_state_cache_jobs", "IngestJobs held in the API's get_state cache.", registry=API)
 STATE_CACHE_SYNCED = Gauge(
     "ingest_state_cache_synced", "1 when the API's get_state cache is synced with the Kubernetes API.", registry=API)

@@ -106,7 +106,7 @@ def build_services(settings: Settings) -> Services:
         jobs=store,
         storage=metrics.instrument_object_store(Storage(settings)),
         job_ids=ids.BlockAllocator(client, settings.namespace, ids.JOB_IDS, settings.job_id_block),
-        cache=StateCache(store),
+        cache=StateCache(store, finished=settings.state_cache_finished),
     )
 
 
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except Exception as error:
             log.warning("object store not reachable at start-up (%s); /readyz will say so", error)
         services.cache.start()
-        metrics.STATE_CACHE_JOBS.set_function(lambda: len(services.cache.documents))
+        metrics.STATE_CACHE_JOBS.set_function(lambda: len(services.cache))
         metrics.STATE_CACHE_SYNCED.set_function(lambda: 1 if services.cache.synced.is_set() else 0)
         app.state.services = services
         log.info("API serving namespace %s, object store %s", settings.namespace, settings.s3_endpoint)
