@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
+import uuid
 from typing import Any, Callable, Iterator, TypeVar
 
 import kubernetes
@@ -22,12 +24,17 @@ from ingest import jobs, lifecycle
 
 log = logging.getLogger(__name__)
 
+# This process among all the service's processes: its Pod (HOSTNAME) and a per-process suffix. It is
+# the operator's Lease holder identity and every request's User-Agent, so the API server's audit
+# trail says which replica made each write.
+IDENTITY = f"{os.environ.get('HOSTNAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+
 T = TypeVar("T")
 Job = dict[str, Any]
 Decide = Callable[[Job], "dict[str, Any] | None"]
 
 
-def api_client(pool_size: int = 16, config_file: str | None = None) -> kubernetes.client.ApiClient:
+def api_client(pool_size: int = 16, config_file: str | None = None, retries: int = 3) -> kubernetes.client.ApiClient:
     """In a Pod: the ServiceAccount; elsewhere: `config_file`, $KUBECONFIG or ~/.kube/config, as kubectl does."""
     configuration = kubernetes.client.Configuration()
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not config_file:
@@ -37,8 +44,10 @@ def api_client(pool_size: int = 16, config_file: str | None = None) -> kubernete
             config_file=config_file or os.environ.get("KUBECONFIG") or None, client_configuration=configuration
         )
     configuration.connection_pool_maxsize = pool_size
-    configuration.retries = 3
-    return kubernetes.client.ApiClient(configuration)
+    configuration.retries = retries
+    client = kubernetes.client.ApiClient(configuration)
+    client.user_agent = f"pacifica-ingest/{IDENTITY}"
+    return client
 
 
 def transient(error: BaseException) -> bool:

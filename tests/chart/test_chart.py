@@ -49,7 +49,7 @@ def test_every_manifest_is_valid_kubernetes(manifests: list[Manifest]) -> None:
     for doc in manifests:
         group, _, version = doc["apiVersion"].rpartition("/")
         if (group, version, doc["kind"]) in schemas:
-            # A custom resource (the KopfPeering): checked against the CRD the chart installs.
+            # A custom resource: checked against the CRD the chart installs.
             jsonschema.validate(doc, schemas[group, version, doc["kind"]])
         elif group == "monitoring.coreos.com":
             # Prometheus Operator kinds: their CRDs are not ours to ship; check the fields we rely on.
@@ -145,16 +145,21 @@ def test_each_component_runs_as_its_own_service_account(manifests: list[Manifest
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
-def test_operator_peers_only_with_more_than_one_replica(replicas: int) -> None:
+def test_operator_elects_a_leader_only_with_more_than_one_replica(replicas: int) -> None:
     manifests = render(settings={"operator.replicas": str(replicas)})
     args = pod_specs(manifests)["Deployment/ingest-operator"]["containers"][0]["args"]
-    peering_rules = [rule for rule in named(manifests, "Role", "ingest-operator")["rules"] if rule["apiGroups"] == ["kopf.dev"]]
+    lease_rules = [rule for rule in named(manifests, "Role", "ingest-operator")["rules"]
+                   if rule["apiGroups"] == ["coordination.k8s.io"]]
+    assert not [rule for rule in named(manifests, "Role", "ingest-operator")["rules"] if rule["apiGroups"] == ["kopf.dev"]]
     if replicas == 1:
-        assert not [arg for arg in args if arg.startswith("--peering")] and not peering_rules
-        assert of_kind(manifests, "KopfPeering") == []
+        assert not [arg for arg in args if arg.startswith("--lease")] and not lease_rules
     else:
-        assert "--peering=ingest" in args and named(manifests, "KopfPeering", "ingest")
-        assert peering_rules == [{"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]}]
+        assert "--lease=ingest-operator" in args
+        assert lease_rules == [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["ingest-operator"],
+             "verbs": ["get", "update"]},
+        ]
 
 
 def test_bundled_minio_serves_the_configured_endpoint_with_the_same_credentials() -> None:

@@ -48,7 +48,7 @@ def test_every_entry_point_starts_in_the_venv() -> None:
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, f"{module}: {result.stderr}"
     result = subprocess.run([sys.executable, "-m", "ingest.operator", "--help"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and "--peering" in result.stdout and "--liveness" in result.stdout
+    assert result.returncode == 0 and "--lease" in result.stdout and "--liveness" in result.stdout
 
 
 def test_the_final_stage_is_the_venv_on_a_plain_python_as_a_numeric_non_root_user() -> None:
