@@ -22,7 +22,10 @@ Each target prints PASS or MISS. The figures are for a 2-core machine where the 
 the stack and the client share the CPUs; the CPU seconds each process spent are printed too, so a
 ratio can be explained rather than guessed at.
 
-    python -m benchmarks [--only large,small,latency,get_state] [--quick] [--json FILE] [--set NAME=VALUE]
+- scale (only when asked: it starts stacks of its own): 100,000 retained jobs against 1,000, see
+  benchmarks/scale.py.
+
+    python -m benchmarks [--only large,small,latency,get_state,scale] [--quick] [--json FILE] [--set NAME=VALUE]
                          [--profile DIR]   # py-spy the API and the workers (perturbs the figures)
 """
 from __future__ import annotations
@@ -577,9 +580,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-files", type=int, help="64 MiB files in the large bundle (default 16: 1 GiB; 32: 2 GiB)")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = set(chosen) - set(WORKLOADS)
+    unknown = set(chosen) - set(WORKLOADS) - {"scale"}
     if unknown:
-        parser.error(f"unknown workloads {sorted(unknown)}; known: {', '.join(WORKLOADS)}")
+        parser.error(f"unknown workloads {sorted(unknown)}; known: {', '.join(WORKLOADS)}, scale")
+    if "scale" in chosen:  # its own stacks, one per size: run apart from the shared one
+        from benchmarks import scale
+
+        code = scale.main(quick=args.quick, json_file=args.json)
+        chosen.remove("scale")
+        if not chosen:
+            return code
     sizes = QUICK if args.quick else Sizes()
     if args.large_files:
         sizes = dataclasses.replace(sizes, large_files=args.large_files)

@@ -15,6 +15,7 @@ site has to remember to count and no private attribute of either library is touc
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import time
@@ -278,8 +279,13 @@ class JobMetrics(Collector):
     Also a collector: `ingest_jobs_in_flight`, computed at scrape time from the same view.
     """
 
+    FINISHED_REMEMBERED = 10_000  # finished names kept so a later event is not counted twice
+
     def __init__(self) -> None:
+        # Only jobs in flight: a finished one moves to the bounded `done`, so memory does not grow
+        # with the jobs retained.
         self.seen: dict[str, Seen] = {}
+        self.done: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.started = int(time.time())
         self.flight_keys: set[tuple[str, str]] = set()
 
@@ -292,6 +298,8 @@ class JobMetrics(Collector):
 
     def _observe(self, job: Mapping[str, Any]) -> None:
         name = job["metadata"]["name"]
+        if name in self.done:
+            return
         status = job.get("status") or {}
         document = jobs.state_document(job)
         now = time.time()
@@ -299,19 +307,22 @@ class JobMetrics(Collector):
                        step=step_of(status), complete=document["complete"], since=None)
         before = self.seen.get(name)
         if before is None:
+            if current.complete:
+                finished = _seconds(status.get("finishedAt") or status.get("updated"))
+                if finished is not None and finished >= self.started:
+                    self.finished(job, document)
+                self._done(name)
+                return
             if current.step == jobs.UPLOADING:  # an upload begins when the job is made
                 current.since = _seconds(status.get("created") or job["metadata"].get("creationTimestamp"))
             self.seen[name] = current
-            finished = _seconds(status.get("finishedAt") or status.get("updated"))
-            if current.complete and finished is not None and finished >= self.started:
-                self.finished(job, document)
-            return
-        if before.complete:
             return
         if current.complete:
             if document["state"] == jobs.OK and before.since is not None:
                 STEP_DURATION.labels(before.step).observe(max(0.0, now - before.since))
             self.finished(job, document)
+            self._done(name)
+            return
         elif current.step != before.step:
             if before.since is not None:
                 STEP_DURATION.labels(before.step).observe(max(0.0, now - before.since))
@@ -333,8 +344,15 @@ class JobMetrics(Collector):
             BYTES.labels(operation).inc(int(status.get("bytesTotal") or 0))
             FILES.labels(operation).inc(int(status.get("filesTotal") or 0))
 
+    def _done(self, name: str) -> None:
+        self.seen.pop(name, None)
+        self.done[name] = None
+        while len(self.done) > self.FINISHED_REMEMBERED:
+            self.done.popitem(last=False)
+
     def forget(self, name: str) -> None:
         self.seen.pop(name, None)
+        self.done.pop(name, None)
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return [self._family()]

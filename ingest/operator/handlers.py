@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -16,12 +17,13 @@ from ingest import jobs, kube, logs, metrics
 from ingest.config import Settings
 from ingest.operator.podspec import WORKER
 from ingest.operator.reconcile import Reconciler
-from ingest.operator.sweeper import sweep
+from ingest.operator.sweeper import sweep, sweep_finished
 from ingest.storage import Storage
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 5.0
+RETENTION_INTERVAL = 300.0  # finished jobs age out over days; one that changes is reconciled at once
 _state: dict[str, Any] = {}
 
 
@@ -62,10 +64,14 @@ async def stop(**_: Any) -> None:
 
 
 async def sweep_forever() -> None:
+    next_retention = 0.0
     while True:
         await asyncio.sleep(SWEEP_INTERVAL)
         try:
             await asyncio.to_thread(sweep, reconciler())
+            if time.monotonic() >= next_retention:
+                next_retention = time.monotonic() + RETENTION_INTERVAL
+                await asyncio.to_thread(sweep_finished, reconciler())
         except Exception:
             log.exception("sweep failed; trying again in %s s", SWEEP_INTERVAL)
 

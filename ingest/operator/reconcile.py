@@ -42,6 +42,9 @@ class Reconciler:
         self.storage = storage
         self.seen: dict[str, tuple[str, str, str]] = {}
         # Jobs and worker Pods as last seen on the watches: the sweeper's view, so it never lists.
+        # A finished job leaves once it has no Pods left (`settle`): memory follows what is in
+        # flight, not the jobs retained; retention re-reads finished jobs page by page
+        # (sweeper.sweep_finished).
         self.known: dict[str, Body] = {}
         self.pods: dict[str, dict[str, Body]] = {}
         self.unreadable: dict[str, str] = {}
@@ -54,6 +57,7 @@ class Reconciler:
         self.known[name] = body
         self.narrate(body)
         self.reconcile(name)
+        self.settle(name)
 
     def pod_changed(self, pod: Body, deleted: bool = False) -> None:
         job_id = (pod["metadata"].get("labels") or {}).get(jobs.JOB_ID_LABEL)
@@ -69,6 +73,21 @@ class Reconciler:
             pods[pod["metadata"]["name"]] = pod
         if name in self.known:
             self.reconcile(name)
+
+    def settle(self, name: str) -> None:
+        """Drop a finished job with no Pods left from memory (it needs nothing until retention)."""
+        body = self.known.get(name)
+        if body is None or self.pods.get(name):
+            return
+        job = Job.of(body)
+        if job.problems or job.deleting or not (job.complete and job.phase in lifecycle.TERMINAL_PHASES):
+            return
+        with self._guard:
+            lock = self._locks.get(name)
+            if lock is not None and lock.locked():
+                return  # being reconciled right now: the next event or sweep settles it
+            for table in (self.seen, self.known, self._locks):
+                table.pop(name, None)
 
     def forget(self, name: str) -> None:
         for table in (self.seen, self.known, self.unreadable, self._locks):
