@@ -48,6 +48,7 @@ from ingest.local.kubeapi.resources import Registry
 from ingest.local.kubeapi.store import Store
 from ingest.local.launcher import Stack, parse_ports
 from tests.integration.bundles import bundle
+from tests.integration.helpers import wait_for as wait
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = (1_000, 100_000)
@@ -101,16 +102,6 @@ def upload(api: httpx.Client, index: int) -> int:
     response = api.post("/upload", content=body, headers={"Content-Type": "application/octet-stream"})
     response.raise_for_status()
     return int(response.json()["job_id"])
-
-
-def wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def latencies(api: httpx.Client, job_ids: list[int]) -> dict[str, float]:
