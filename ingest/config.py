@@ -68,7 +68,7 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_START_TIMEOUT_SECONDS", "600", "A staged job whose worker has not started this long fails."),
     Var("INGEST_STAGED_RETENTION_SECONDS", str(7 * 24 * 3600), "How long a failed job's staged bundle is kept for a retry."),
     Var("INGEST_JOB_RETENTION_DAYS", "30", "Finished IngestJobs are deleted after this many days (0: kept forever)."),
-    Var("INGEST_STATE_CACHE_FINISHED", "1000", "Finished jobs an API replica keeps in its get_state cache; older ones are read from the Kubernetes API when asked."),
+    Var("INGEST_STATE_CACHE_FINISHED", "10000", "Finished jobs an API replica keeps in its get_state cache; older ones are read from the Kubernetes API when asked."),
     Var("INGEST_LEADER_LEASE_SECONDS", "15", "Operator replicas: how long the active one's Lease holds; a standby takes over within this after the active one stops renewing."),
     Var("POLICY_INGEST_URL", "", "Pacifica policy service `.../ingest` endpoint; empty: built-in validation only."),
     Var("METADATA_INGEST_URL", "", "Pacifica metadata service `.../ingest` endpoint; empty: the archive keeps the document."),

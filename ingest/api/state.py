@@ -71,7 +71,7 @@ def document_of(job: dict[str, Any]) -> Document:
 class StateCache:
     """job id -> state document, kept current by a watch in a background thread."""
 
-    def __init__(self, store: JobStore, *, finished: int = 1000) -> None:
+    def __init__(self, store: JobStore, *, finished: int = 10_000) -> None:
         self.store = store
         self.finished_limit = max(0, finished)
         self.documents: dict[int, Document] = {}
