@@ -69,7 +69,7 @@ def seed(path: Path, namespace: str, count: int) -> None:
     cluster.create(configmaps, namespace, {"metadata": {"name": ids.COUNTER_CONFIGMAP},
                                            "data": {ids.JOB_IDS: str(count + 1)}})
     resource = cluster.resolve(jobs.GROUP, jobs.VERSION, jobs.PLURAL)
-    finished = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+    finished = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
     stamp = finished.strftime("%Y-%m-%dT%H:%M:%SZ")
     for job_id in range(1, count + 1):
         name = jobs.job_name(job_id)
@@ -133,7 +133,7 @@ def measure(count: int, folder: Path) -> dict[str, Any]:
             began = time.perf_counter()
             new = [upload(api, index) for index in range(3)]
             for job_id in new:  # a fresh operator first digests every retained job kopf lists
-                wait(lambda: complete(job_id), 900, f"job {job_id}")
+                wait(lambda job_id=job_id: complete(job_id), 900, f"job {job_id}")
             result["first_jobs_complete_seconds"] = round(time.perf_counter() - began, 1)
 
             stack.stop("api")
@@ -196,7 +196,8 @@ def rows(small: dict[str, Any], large: dict[str, Any]) -> list[Row]:
             key = f"get_state_{age}"
             target = f"< {P99_MS:.0f} ms" if stat == "p99_ms" else ""
             met = large[key][stat] < P99_MS if stat == "p99_ms" else True
-            out.append(Row(f"get_state {age} jobs {stat.split('_')[0]} (ms)", small[key][stat], large[key][stat], target, met))
+            out.append(Row(f"get_state {age} jobs {stat.split('_')[0]} (ms)", small[key][stat], large[key][stat],
+                           target, met))
     out.append(Row("emulator RSS (MiB, not a target)", small["kubeapi_rss_mib"], large["kubeapi_rss_mib"], "", True))
     return out
 
@@ -205,7 +206,8 @@ def table(result: list[Row], sizes: tuple[int, int]) -> str:
     head = f"| measure | {sizes[0]:,} jobs (baseline) | {sizes[1]:,} jobs | target | verdict |"
     lines = [head, "|---|---|---|---|---|"]
     for row in result:
-        lines.append(f"| {row.what} | {row.baseline} | {row.ours} | {row.target} | {row.verdict if row.target else ''} |")
+        verdict = row.verdict if row.target else ""
+        lines.append(f"| {row.what} | {row.baseline} | {row.ours} | {row.target} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -222,6 +224,7 @@ def main(*, quick: bool = False, json_file: Path | None = None) -> int:
     print(table(result_rows, sizes))
     if json_file:
         json_file.write_text(json.dumps({"quick": quick, "results": results,
-                                         "targets": [dataclasses.asdict(r) | {"verdict": r.verdict} for r in result_rows]},
+                                         "targets": [dataclasses.asdict(r) | {"verdict": r.verdict}
+                                                     for r in result_rows]},
                                         indent=2))
     return 0 if all(row.met for row in result_rows) else 1

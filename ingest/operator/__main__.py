@@ -13,13 +13,16 @@ import kopf
 from ingest import kube
 from ingest.config import Settings
 from ingest.logs import setup_logging
-from ingest.operator import handlers  # noqa: F401  (registers the handlers)
-from ingest.operator import leader
+from ingest.operator import (
+    handlers,  # noqa: F401  (registers the handlers)
+    leader,
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m ingest.operator", description=__doc__)
-    parser.add_argument("--lease", help="Lease name for several replicas: act only while holding it (default: standalone)")
+    parser.add_argument("--lease",
+                        help="Lease name for several replicas: act only while holding it (default: standalone)")
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint")
     args = parser.parse_args()
     settings = Settings.from_env()

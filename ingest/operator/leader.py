@@ -33,7 +33,8 @@ import sys
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 def micro_time(moment: datetime.datetime) -> str:
     """Kubernetes MicroTime: RFC 3339 with exactly six fractional digits, in UTC."""
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Timing:
     retry: float
 
     @classmethod
-    def for_lease(cls, lease: float) -> "Timing":
+    def for_lease(cls, lease: float) -> Timing:
         lease = max(2.0, float(lease))
         retry = lease / 7.5  # 2 s for 15 s, as client-go's defaults
         return cls(lease=lease, renew_deadline=lease - 3 * retry, retry=retry)
@@ -91,7 +92,7 @@ class LeaderElector:
     # --- one attempt ---------------------------------------------------------------------------
     def _read(self, timeout: float) -> dict[str, Any] | None:
         try:
-            response = self.api.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
+            response: Any = self.api.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
                                                       _request_timeout=timeout)
         except ApiException as error:
             if error.status == 404:
@@ -116,13 +117,13 @@ class LeaderElector:
         """One read and at most one compare-and-swap write; True when we hold the Lease now."""
         sent = self.clock()
         timeout = max(0.5, self.timing.retry)
-        wall = datetime.datetime.now(datetime.timezone.utc)
+        wall = datetime.datetime.now(datetime.UTC)
         try:
             lease = self._read(timeout)
             if lease is None:
-                body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                        "metadata": {"name": self.name, "namespace": self.namespace},
-                        "spec": self._spec(None, wall)}
+                body: Any = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                             "metadata": {"name": self.name, "namespace": self.namespace},
+                             "spec": self._spec(None, wall)}
                 self.api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
                 self._won(sent, first=True)
                 return True
@@ -136,9 +137,9 @@ class LeaderElector:
                     return False  # held, and renewed recently enough as far as we can tell
                 log.warning("leader election: the Lease %s of %s has not been renewed for %.1f s; taking it over",
                             self.name, holder, sent - self.observed.changed_at)
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {**lease["metadata"]}, "spec": self._spec(lease, wall)}
-            self.api.replace_namespaced_lease(self.name, self.namespace, body, _request_timeout=timeout)
+            replacement: Any = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                "metadata": {**lease["metadata"]}, "spec": self._spec(lease, wall)}
+            self.api.replace_namespaced_lease(self.name, self.namespace, replacement, _request_timeout=timeout)
             self._won(sent, first=holder != self.identity)
             return True
         except ApiException as error:
@@ -196,9 +197,11 @@ class LeaderElector:
             lease = self._read(self.timing.retry)
             if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 spec = {**lease["spec"], "holderIdentity": "", "leaseDurationSeconds": 1,
-                        "renewTime": micro_time(datetime.datetime.now(datetime.timezone.utc))}
-                body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": lease["metadata"], "spec": spec}
-                self.api.replace_namespaced_lease(self.name, self.namespace, body, _request_timeout=self.timing.retry)
+                        "renewTime": micro_time(datetime.datetime.now(datetime.UTC))}
+                released: Any = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                  "metadata": lease["metadata"], "spec": spec}
+                self.api.replace_namespaced_lease(self.name, self.namespace, released,
+                                                  _request_timeout=self.timing.retry)
                 log.info("leader election: %s released the Lease %s", self.identity, self.name)
         except Exception as error:
             log.warning("leader election: could not release the Lease %s: %s", self.name, error)
@@ -211,7 +214,7 @@ class LeaderElector:
 
 # --- running an operator process under the Lease ---------------------------------------------------
 class _Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         body = b'{"status": "standby"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -39,7 +39,7 @@ def sweep_finished(reconciler: Reconciler) -> None:
         kwargs: dict[str, Any] = {"field_selector": FINISHED, "limit": PAGE_SIZE}
         if token:
             kwargs["_continue"] = token
-        page = reconciler.store.custom.list_namespaced_custom_object(
+        page: Any = reconciler.store.custom.list_namespaced_custom_object(
             jobs.GROUP, jobs.VERSION, reconciler.settings.namespace, jobs.PLURAL, **kwargs)
         for body in page.get("items", []):
             name = body["metadata"]["name"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import kubernetes
 import pytest

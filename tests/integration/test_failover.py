@@ -14,8 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
 
 import httpx
 import kubernetes
@@ -102,10 +101,11 @@ def writes_by(stack: Stack, since: str) -> dict[str, list[str]]:
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
-def test_the_standby_takes_over_from_a_killed_operator(stack: Stack, api: httpx.Client, replicas: dict[str, Replica]) -> None:
+def test_the_standby_takes_over_from_a_killed_operator(stack: Stack, api: httpx.Client,
+                                                       replicas: dict[str, Replica]) -> None:
     started = now()
     holder = wait_for(lambda: lease_holder(stack), 30, "a Lease holder")
     active = replicas[holder.split("_")[0]]
@@ -121,7 +121,8 @@ def test_the_standby_takes_over_from_a_killed_operator(stack: Stack, api: httpx.
     killed = time.monotonic()
     killed_at = now()
 
-    new_holder = wait_for(lambda: (h := lease_holder(stack)) and not h.startswith(active.name) and h, 60, "a new holder")
+    new_holder = wait_for(lambda: (h := lease_holder(stack)) and not h.startswith(active.name) and h, 60,
+                          "a new holder")
     took_over = time.monotonic() - killed
     assert new_holder.startswith(standby.name)
     assert took_over <= LEASE_SECONDS + 2, f"hand-over took {took_over:.1f} s (Lease {LEASE_SECONDS} s)"

@@ -21,7 +21,7 @@ def _names(page: dict[str, Any]) -> list[str]:
 
 def _fill(jobs: Jobs, count: int, first: int = 1) -> list[str]:
     names = [f"ingest-{n:03d}" for n in range(first, first + count)]
-    for n, name in zip(range(first, first + count), names):
+    for n, name in zip(range(first, first + count), names, strict=True):
         jobs.create(make_ingestjob(name, n))
     return names
 

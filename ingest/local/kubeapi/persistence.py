@@ -4,8 +4,9 @@ A snapshot is simply the store's dump as JSON. Writes are coalesced: the first c
 save schedules one save ``delay`` seconds later, whatever happens meanwhile, so a burst of status
 patches costs one write. The delay grows with the store: it is at least ``SAVE_SHARE`` times the
 last save's duration, so a store of 100,000 objects (a second or two to write) spends at most a
-few percent of the server's time saving instead of saving back to back. Each save goes to a temporary file in the same folder and is renamed over the target, so
-a crash leaves the previous snapshot or the new one, never half of one. Shutdown saves once more.
+few percent of the server's time saving instead of saving back to back. Each save goes to a
+temporary file in the same folder and is renamed over the target, so a crash leaves the previous
+snapshot or the new one, never half of one. Shutdown saves once more.
 """
 from __future__ import annotations
 

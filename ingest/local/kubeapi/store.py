@@ -30,8 +30,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
-import heapq
 import dataclasses
+import heapq
 import json
 from typing import Any, Callable, Iterable, Iterator
 
