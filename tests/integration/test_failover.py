@@ -127,6 +127,9 @@ def test_the_standby_takes_over_from_a_killed_operator(stack: Stack, api: httpx.
     assert new_holder.startswith(standby.name)
     assert took_over <= LEASE_SECONDS + 2, f"hand-over took {took_over:.1f} s (Lease {LEASE_SECONDS} s)"
 
+    # A job uploaded after the hand-over needs the new holder to start its worker.
+    body, _ = bundle({"failover/after.bin": os.urandom(64 * 1024)})
+    job_ids.append(upload(api, body)["job_id"])
     for job_id in job_ids:
         document = wait_complete(api, job_id, timeout=180)
         assert document["state"] == "OK", document
