@@ -6,6 +6,7 @@ import concurrent.futures
 import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import AsyncIterator
 
 import kubernetes
@@ -14,12 +15,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest import ids, kube, logs, metrics
+from ingest.api.admin import act
 from ingest.api.auth import Authentication, load_tokens
 from ingest.api.errors import HANDLERS
+from ingest.api.jobdetail import get_job
+from ingest.api.joblist import list_jobs
 from ingest.api.move import move
 from ingest.api.openapi import openapi
 from ingest.api.services import Services
@@ -30,6 +35,7 @@ from ingest.config import Settings
 from ingest.storage import Storage
 
 log = logging.getLogger(__name__)
+CONSOLE = Path(__file__).parent / "ui"  # the web console's static files, shipped in the package
 
 
 async def root(request: Request) -> JSONResponse:
@@ -141,10 +147,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/move", move, methods=["POST"]),
         Route("/get_state", get_state, methods=["GET"]),
         Route("/get_state/{job_id}", get_state, methods=["GET"]),
+        Route("/jobs", list_jobs, methods=["GET"]),
+        Route("/jobs/{job_id}", get_job, methods=["GET"]),
+        Route("/jobs/{job_id}/{action}", act, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/uploads", collection_endpoint, methods=["POST", "OPTIONS"]),
         Route("/uploads/", collection_endpoint, methods=["POST", "OPTIONS"]),
         Route("/uploads/{upload_id}", upload_endpoint, methods=["HEAD", "PATCH", "DELETE", "OPTIONS"]),
+        Mount("/ui", StaticFiles(directory=CONSOLE, html=True), name="ui"),  # "/ui" redirects to "/ui/"
     ]
     middleware = [Middleware(RequestMetrics)]  # first: it sees every answer, 401s included
     if settings.auth_tokens_file or settings.auth_header:
