@@ -145,7 +145,7 @@ async function loadJobs(current) {
   $("#older").disabled = !page.continue;
   $("#newer").disabled = listing.page === 0;
   $("#jobs-status").textContent = page.jobs.length
-    ? `Page ${listing.page + 1}: ${page.jobs.length} jobs${page.continue ? "" : ", the oldest"}. Updated ${new Date().toLocaleTimeString()}.`
+    ? `Page ${listing.page + 1}: ${page.jobs.length} job${page.jobs.length === 1 ? "" : "s"}${page.continue ? "" : ", the oldest"}. Updated ${new Date().toLocaleTimeString()}.`
     : (page.continue ? "No matching jobs in this stretch of history; Older reads on." : "No jobs.");
   if (!listing.painted) {
     listing.painted = true;
