@@ -6,7 +6,6 @@ import concurrent.futures
 import contextlib
 import logging
 import time
-from pathlib import Path
 from typing import AsyncIterator
 
 import kubernetes
@@ -16,12 +15,12 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest import ids, kube, logs, metrics
 from ingest.api.admin import act
 from ingest.api.auth import Authentication, load_tokens
+from ingest.api.console import ConsoleFiles
 from ingest.api.errors import HANDLERS
 from ingest.api.jobdetail import get_job
 from ingest.api.joblist import list_jobs
@@ -35,7 +34,6 @@ from ingest.config import Settings
 from ingest.storage import Storage
 
 log = logging.getLogger(__name__)
-CONSOLE = Path(__file__).parent / "ui"  # the web console's static files, shipped in the package
 
 
 async def root(request: Request) -> JSONResponse:
@@ -154,7 +152,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/uploads", collection_endpoint, methods=["POST", "OPTIONS"]),
         Route("/uploads/", collection_endpoint, methods=["POST", "OPTIONS"]),
         Route("/uploads/{upload_id}", upload_endpoint, methods=["HEAD", "PATCH", "DELETE", "OPTIONS"]),
-        Mount("/ui", StaticFiles(directory=CONSOLE, html=True), name="ui"),  # "/ui" redirects to "/ui/"
+        Mount("/ui", ConsoleFiles(), name="ui"),  # "/ui" redirects to "/ui/"
     ]
     middleware = [Middleware(RequestMetrics)]  # first: it sees every answer, 401s included
     if settings.auth_tokens_file or settings.auth_header:

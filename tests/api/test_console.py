@@ -143,3 +143,20 @@ def test_browser_bundle_matches_the_command_lines(tmp_path: Path, hashtype: str)
     manifest = parse_metadata(members["metadata.txt"])
     for entry in manifest.files:
         assert entry.hashsum == hashlib.new(hashtype, members[entry.path]).hexdigest()
+
+
+def test_the_console_is_served_from_the_package_with_a_strict_policy() -> None:
+    from starlette.testclient import TestClient
+
+    from ingest.api.app import create_app
+    from ingest.config import Settings
+
+    client = TestClient(create_app(Settings.from_env({})))  # no lifespan: static files need no services
+    page = client.get("/ui/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    for script in ("console.js", "bundle.js", "vendor/tus.min.js", "console.css"):
+        assert f'"{script}"' in page.text
+        assert client.get(f"/ui/{script}").status_code == 200
+    assert client.get("/ui", follow_redirects=False).headers["location"].endswith("/ui/")
