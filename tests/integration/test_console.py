@@ -120,6 +120,8 @@ def test_upload_a_folder_from_the_page(page: WebDriver, stack: Stack, s3: Minio,
     page.find_element(By.ID, "upload-button").click()
     job_id, state = follow_upload(page)
     assert state == "OK", page.find_element(By.ID, "upload-status").text
+    offers_tus = "1.0.0" in httpx.options(f"{stack.api_url}/uploads/").headers.get("Tus-Version", "")
+    assert page.find_element(By.ID, "upload-job").get_attribute("data-protocol") == ("tus" if offers_tus else "post")
     assert page.find_element(By.ID, "upload-progress").get_attribute("value") == "100"
     assert "100 %" in page.find_element(By.ID, "upload-percent").text
 

@@ -380,6 +380,7 @@ async function submitUpload(event) {
     }
     const tus = await offersTus();
     $("#upload-status").textContent = `Sending ${file.size} bytes${tus ? " (resumable, tus)" : ""}…`;
+    $("#upload-job").dataset.protocol = tus ? "tus" : "post";
     const jobId = tus ? await sendTus(file) : await sendPost(file);
     uploadProgress(file.size, file.size);
     $("#upload-status").textContent = `Sent. Following job ${jobId}…`;
