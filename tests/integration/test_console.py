@@ -25,6 +25,7 @@ import httpx
 import pytest
 from minio import Minio
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -168,6 +169,19 @@ def test_a_wrong_digest_shows_failed_and_names_the_file(page: WebDriver, stack: 
     page.get(f"{stack.api_url}/ui/#/jobs")
     row = wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, f"#jobs-table tr[data-job-id='{job_id}']"), what="the jobs table")[0]
     assert "FAILED" in row.text
+
+    # Keyboard only: Tab to the job's link (the focus ring shows), Enter opens its page.
+    body = page.find_element(By.TAG_NAME, "body")
+    for _ in range(40):
+        body.send_keys(Keys.TAB)
+        if page.execute_script("return document.activeElement.getAttribute('href')") == f"#/job/{job_id}":
+            break
+    else:
+        raise AssertionError("Tab never reached the job's link")
+    assert page.execute_script("return getComputedStyle(document.activeElement).outlineStyle") != "none"
+    page.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(page, lambda d: d.execute_script("return location.hash") == f"#/job/{job_id}", what="the job's page")
+    assert page.execute_script("return document.activeElement.id") == "job-title"
 
 
 def pause_in_ingest_files(job_store: JobStore, job_id: int) -> int:

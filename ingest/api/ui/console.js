@@ -396,7 +396,12 @@ async function submitUpload(event) {
 // -- wiring --------------------------------------------------------------------------------------
 
 function start() {
-  window.addEventListener("hashchange", route);
+  window.addEventListener("hashchange", () => {
+    route();
+    // a new page: put keyboard and screen-reader focus on its heading, as a page load would
+    const heading = document.querySelector("main > section:not([hidden]) h2");
+    if (heading) { heading.setAttribute("tabindex", "-1"); heading.focus(); }
+  });
   $("#login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
