@@ -199,12 +199,18 @@ def pause_in_ingest_files(job_store: JobStore, job_id: int) -> int:
 
 def test_an_administrator_fails_a_stuck_job_from_the_page(page: WebDriver, secured: str, job_store: JobStore,
                                                          tmp_path: Path) -> None:
-    with httpx.Client(base_url=secured, headers={"Authorization": f"Bearer {ALICE}"}, timeout=120) as alice:
+    with httpx.Client(base_url=secured, headers={"Authorization": f"Bearer {ALICE}"}, timeout=120) as alice, \
+            httpx.Client(base_url=secured, headers={"Authorization": f"Bearer {ROOT}"}, timeout=120) as root:
+        for client, name in ((root, "calibration.txt"), (alice, "run-41.txt")):
+            wait_complete(client, upload(client, bundle({name: name.encode()})[0])["job_id"])
         job_id = upload(alice, big_bundle(16))["job_id"]
         pid = pause_in_ingest_files(job_store, job_id)
         try:
-            open_console(page, secured, f"/job/{job_id}")
-            sign_in(page, ROOT)
+            open_console(page, secured, "/jobs")
+            sign_in(page, ROOT)  # an administrator sees every user's jobs, the stuck one at `ingest files`
+            wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, f"#jobs-table tr[data-job-id='{job_id}']"), what="the jobs table")
+            screenshot(page, "console-jobs.png", tmp_path)
+            page.execute_script(f"location.hash = '#/job/{job_id}'")
             fail = wait(page, lambda d: (lambda b: b if b.is_displayed() else None)(
                 d.find_element(By.CSS_SELECTOR, "#admin-form button[data-action=fail]")), what="the Fail button")
             page.find_element(By.ID, "admin-reason").send_keys("stuck on a paused worker")
@@ -216,9 +222,6 @@ def test_an_administrator_fails_a_stuck_job_from_the_page(page: WebDriver, secur
             alice.get(f"/get_state/{job_id}").json()), what="get_state to say FAILED")
         assert document["exception"] == "stuck on a paused worker" and document["complete"] is True
         wait(page, lambda d: "FAILED" in d.find_element(By.ID, "job-document").text, what="the page to show FAILED")
-    page.execute_script("location.hash = '#/jobs'")  # an administrator sees every user's jobs
-    wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, f"#jobs-table tr[data-job-id='{job_id}']"), what="the jobs table")
-    screenshot(page, "console-jobs.png", tmp_path)
 
 
 def test_with_tokens_the_page_shows_only_a_sign_in_prompt(page: WebDriver, secured: str) -> None:
