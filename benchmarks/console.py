@@ -27,7 +27,7 @@ LOADS = 7
 REQUESTS = 20
 
 
-def reserve_job_ids(ctx: "Context", count: int) -> int:
+def reserve_job_ids(ctx: Context, count: int) -> int:
     client = api_client(config_file=str(ctx.stack.kubeconfig()))
     return ids.reserve(client, ctx.stack.namespace, ids.JOB_IDS, count)
 
@@ -70,14 +70,14 @@ def list_ms(api: httpx.Client, params: dict[str, Any]) -> float:
     return statistics.median(times)
 
 
-def measure(ctx: "Context", newest: int) -> dict[str, Any]:
+def measure(ctx: Context, newest: int) -> dict[str, Any]:
     deep = {"limit": 50, "continue": str(max(1, newest - 50 * 50))}
     return {"first_paint_ms": round(first_paint_ms(ctx.stack.api_url), 1),
             "list_newest_ms": round(list_ms(ctx.api, {"limit": 50}), 1),
             "list_deep_ms": round(list_ms(ctx.api, deep), 1)}
 
 
-def console(ctx: "Context") -> dict[str, Any]:
+def console(ctx: Context) -> dict[str, Any]:
     from benchmarks.__main__ import create_jobs, wait_idle
 
     baseline_jobs, jobs = 100, ctx.sizes.jobs

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from typing import Any, Callable, Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -80,7 +81,8 @@ async def act(request: Request) -> JSONResponse:
     job_id = parse_job_id(request.path_params["job_id"])
     logs.bind_job(job_id)
     who = caller.user or "an administrator"
-    reason = await reason_of(request, f"{'cancelled' if action == 'cancel' else 'failed'} by {who} from the web console")
+    verb = "cancelled" if action == "cancel" else "failed"
+    reason = await reason_of(request, f"{verb} by {who} from the web console")
     try:
         document = await asyncio.to_thread(ACTIONS[action], services.jobs, services.settings, job_id, reason)
     except ingestcmd.CommandError as error:

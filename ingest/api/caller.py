@@ -13,7 +13,8 @@ answer never says whether another user's job id is taken.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Final, Mapping
+from collections.abc import Mapping
+from typing import Any, Final
 
 from starlette.requests import Request
 

@@ -47,15 +47,16 @@ def _moment(text: Any) -> datetime.datetime:
     try:
         moment = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
-        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+        return datetime.datetime.min.replace(tzinfo=datetime.UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
 def timeline(store: JobStore, job: dict[str, Any]) -> list[dict[str, Any]]:
     """The job's Events, oldest first."""
     name = job["metadata"]["name"]
     core = kubernetes.client.CoreV1Api(store.client)
-    response = retrying(lambda: core.list_namespaced_event(
+    # _preload_content=False: the raw urllib3 response (camelCase JSON as the server sent it)
+    response: Any = retrying(lambda: core.list_namespaced_event(
         store.namespace, field_selector=f"involvedObject.name={name}", limit=MAX_EVENTS, _preload_content=False))
     events = []
     for event in json.loads(response.data).get("items", []):
@@ -63,7 +64,8 @@ def timeline(store: JobStore, job: dict[str, Any]) -> list[dict[str, Any]]:
         if involved.get("kind") not in (None, jobs.KIND):
             continue
         meta = event.get("metadata") or {}
-        time = event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp") or meta.get("creationTimestamp")
+        time = (event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
+                or meta.get("creationTimestamp"))
         events.append({
             "time": time, "type": event.get("type") or "Normal", "reason": event.get("reason") or "",
             "message": event.get("message") or "", "count": event.get("count") or 1,

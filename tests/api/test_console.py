@@ -71,12 +71,14 @@ def test_actions_only_for_administrators_and_only_where_they_fit() -> None:
     running = jobs.state_document(job(1, "alice", **jobs.progress(jobs.OK, jobs.INGEST_FILES, 10.0)))
     failed = jobs.state_document(job(2, "alice", **jobs.progress(jobs.FAILED, jobs.INGEST_FILES, 0.0, "x")))
     done = jobs.state_document(job(3, "alice", **jobs.progress(jobs.OK, jobs.INGEST_METADATA, 100.0)))
-    assert actions(running, root) == ["fail", "cancel"] and actions(failed, root) == ["retry"] and actions(done, root) == []
+    assert actions(running, root) == ["fail", "cancel"]
+    assert actions(failed, root) == ["retry"] and actions(done, root) == []
     assert actions(running, alice) == actions(failed, alice) == []
 
 
 def test_problems_take_any_shape_without_failing() -> None:
-    body = job(1, None, problems=[{"file": "data/a.txt", "reason": "digest", "detail": "sha1 mismatch"}, "junk", {"file": 7}])
+    listed = [{"file": "data/a.txt", "reason": "digest", "detail": "sha1 mismatch"}, "junk", {"file": 7}]
+    body = job(1, None, problems=listed)
     assert problems(body) == [{"file": "data/a.txt", "reason": "digest", "detail": "sha1 mismatch"},
                               {"file": "7", "reason": "", "detail": ""}]
 
@@ -95,8 +97,10 @@ require(process.argv[2]);
 const fs = require("fs");
 const spec = JSON.parse(fs.readFileSync(0, "utf8"));
 (async () => {
-  const files = spec.files.map((f) => ({ path: f.path, file: new File([fs.readFileSync(f.disk)], f.path.split("/").pop(),
-                                                                         { type: f.type, lastModified: f.mtime * 1000 }) }));
+  const files = spec.files.map((f) => ({
+    path: f.path,
+    file: new File([fs.readFileSync(f.disk)], f.path.split("/").pop(), { type: f.type, lastModified: f.mtime * 1000 }),
+  }));
   const bundle = await window.IngestBundle.buildBundle(files, spec.fields, { hashtype: spec.hashtype });
   process.stdout.write(Buffer.from(await bundle.arrayBuffer()));
 })().catch((error) => { console.error(error); process.exit(1); });
@@ -122,7 +126,7 @@ def test_browser_bundle_matches_the_command_lines(tmp_path: Path, hashtype: str)
     script.write_text(NODE_BUILD)
     spec = {
         "files": [{"path": s.relative, "disk": str(s.path), "mtime": s.mtime, "type": item["mimetype"]}
-                  for s, item in zip(sources, cli_metadata[len(transaction):])],
+                  for s, item in zip(sources, cli_metadata[len(transaction):], strict=True)],
         "fields": {"submitter": "10", "project": "1234a", "instrument": "", "keyValues": [["Tag", "run-42"]]},
         "hashtype": hashtype,
     }

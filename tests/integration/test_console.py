@@ -18,8 +18,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -79,7 +80,12 @@ def screenshot(driver: WebDriver, name: str, tmp_path: Path) -> None:
 
 
 def wait(driver: WebDriver, condition: Any, timeout: float = 60, what: str = "the page") -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=f"waiting for {what}")
+    waiting = WebDriverWait(driver, timeout, poll_frequency=0.2)
+    return waiting.until(lambda d: condition(d), message=f"waiting for {what}")
+
+
+def job_row(driver: WebDriver, job_id: int) -> list[Any]:
+    return driver.find_elements(By.CSS_SELECTOR, f"#jobs-table tr[data-job-id='{job_id}']")
 
 
 def sign_in(driver: WebDriver, token: str) -> None:
@@ -107,7 +113,8 @@ def follow_upload(driver: WebDriver, timeout: float = 120) -> tuple[int, str]:
 
 def test_upload_a_folder_from_the_page(page: WebDriver, stack: Stack, s3: Minio, tmp_path: Path) -> None:
     folder = tmp_path / "run-42"
-    files = {"notes.txt": b"first light\n", "spectra/größe-α.csv": b"1,2,3\n" * 1000, "spectra/raw.bin": os.urandom(300_000)}
+    files = {"notes.txt": b"first light\n", "spectra/größe-α.csv": b"1,2,3\n" * 1000,
+             "spectra/raw.bin": os.urandom(300_000)}
     for relative, data in files.items():
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
         (folder / relative).write_bytes(data)
@@ -139,7 +146,8 @@ def test_upload_a_folder_from_the_page(page: WebDriver, stack: Stack, s3: Minio,
     shown = {row.get_attribute("data-path"): row.text for row in rows}
     assert set(shown) == {f"data/{relative}" for relative in files}
     for relative, data in files.items():
-        assert hashlib.sha1(data).hexdigest() in shown[f"data/{relative}"] and str(len(data)) in shown[f"data/{relative}"]
+        row = shown[f"data/{relative}"]
+        assert hashlib.sha1(data).hexdigest() in row and str(len(data)) in row
     events = page.find_element(By.ID, "job-events").text
     assert "Staged" in events and "Completed" in events
 
@@ -160,14 +168,14 @@ def test_a_wrong_digest_shows_failed_and_names_the_file(page: WebDriver, stack: 
     assert "wrong.txt" in page.find_element(By.ID, "upload-status").text
 
     page.get(f"{stack.api_url}/ui/#/job/{job_id}")
-    exception = wait(page, lambda d: (lambda e: e if e.is_displayed() and e.text else None)(d.find_element(By.ID, "job-exception")),
-                     what="the failure's reason")
+    exception = wait(page, lambda d: (lambda e: e if e.is_displayed() and e.text else None)(
+        d.find_element(By.ID, "job-exception")), what="the failure's reason")
     assert "wrong.txt" in exception.text
     assert "FAILED" in page.find_element(By.ID, "job-document").text
     screenshot(page, "console-failed-job.png", tmp_path)
 
     page.get(f"{stack.api_url}/ui/#/jobs")
-    row = wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, f"#jobs-table tr[data-job-id='{job_id}']"), what="the jobs table")[0]
+    row = wait(page, lambda d: job_row(d, job_id), what="the jobs table")[0]
     assert "FAILED" in row.text
 
     # Keyboard only: Tab to the job's link (the focus ring shows), Enter opens its page.
@@ -208,7 +216,7 @@ def test_an_administrator_fails_a_stuck_job_from_the_page(page: WebDriver, secur
         try:
             open_console(page, secured, "/jobs")
             sign_in(page, ROOT)  # an administrator sees every user's jobs, the stuck one at `ingest files`
-            wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, f"#jobs-table tr[data-job-id='{job_id}']"), what="the jobs table")
+            wait(page, lambda d: job_row(d, job_id), what="the jobs table")
             screenshot(page, "console-jobs.png", tmp_path)
             page.execute_script(f"location.hash = '#/job/{job_id}'")
             fail = wait(page, lambda d: (lambda b: b if b.is_displayed() else None)(
@@ -282,7 +290,8 @@ def test_users_see_only_their_jobs_and_only_administrators_act(secured: str) -> 
         assert mine in [job["job_id"] for job in listed] and theirs not in [job["job_id"] for job in listed]
         assert {job["user"] for job in listed} == {"alice"}
         assert alice.get(f"/jobs/{theirs}").status_code == 404
-        assert alice.get(f"/jobs/{theirs}").json()["message"] == alice.get("/jobs/999999999").json()["message"].replace("999999999", str(theirs))
+        absent = alice.get("/jobs/999999999").json()["message"]
+        assert alice.get(f"/jobs/{theirs}").json()["message"] == absent.replace("999999999", str(theirs))
         assert alice.post(f"/jobs/{mine}/fail").status_code == 403
         assert alice.get(f"/jobs/{mine}").json()["actions"] == []
         assert root.get(f"/jobs/{mine}").json()["user"] == "alice"
