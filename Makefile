@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint bench reliability venv objectstore down clean
+.PHONY: run test test-unit lint bench reliability venv objectstore browser down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ venv: $(STAMP)
 objectstore: $(STAMP)
 	$(BIN)/python -c 'from ingest.local.objectstore import ensure_installed; print(ensure_installed())'
 
+# A real browser for the web console's end-to-end tests: Debian's chromium and its driver.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+
 run: objectstore
 	$(BIN)/ingest-local up
 
@@ -29,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: objectstore lint
+test: objectstore browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)

@@ -14,6 +14,8 @@ removes both when it ends. Workloads:
 - tus: the large bundle through resumable uploads (`ingest upload`'s PATCHes of 256 MiB) vs one POST, to staged
   (benchmarks/tus.py); target: tus within 15 % of POST's throughput.
 - latency: a 1-file bundle, POST -> complete, median and p90 of 20.
+- console: the web console's Jobs page with 10,000 jobs, time to first paint in headless Chromium,
+  against 100 jobs (benchmarks/console.py).
 - memory: peak RSS of the API during the large upload, and of the worker Pod's process during the
   large and small ingests (read from /proc: VmHWM, reset before the workload where the kernel lets
   us, and polled).
@@ -25,7 +27,7 @@ ratio can be explained rather than guessed at.
 - scale (only when asked: it starts stacks of its own): 100,000 retained jobs against 1,000, see
   benchmarks/scale.py.
 
-    python -m benchmarks [--only large,small,latency,get_state,scale] [--quick] [--json FILE] [--set NAME=VALUE]
+    python -m benchmarks [--only large,small,latency,console,get_state,scale] [--quick] [--json FILE] [--set NAME=VALUE]
                          [--profile DIR]   # py-spy the API and the workers (perturbs the figures)
 """
 from __future__ import annotations
@@ -57,12 +59,13 @@ import yaml
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 
+from benchmarks.console import console
 from ingest.bundle.writer import FileData, bundle, coalesce
 from ingest.local.launcher import Stack, parse_ports
 
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 MB = 1_000_000
-WORKLOADS = ("large", "small", "latency", "tus", "get_state")  # run order: get_state's 10,000 jobs go last
+WORKLOADS = ("large", "small", "latency", "tus", "console", "get_state")  # run order: get_state's 10,000 jobs go last
 BASELINE_BUCKET = "bench-baseline"
 ARCHIVE_BUCKET = "ingest-archive"
 JOBS_PATH = "/apis/ingest.pacifica.org/v1/namespaces/{namespace}/ingestjobs"
@@ -359,8 +362,8 @@ def latency(ctx: Context) -> dict[str, Any]:
             "min_seconds": round(seconds[0], 2), "max_seconds": round(seconds[-1], 2)}
 
 
-def create_jobs(stack: Stack, count: int) -> float:
-    """`count` finished IngestJobs straight into the Kubernetes API (admin), status via /status."""
+def create_jobs(stack: Stack, count: int, *, first: int = FIRST_SYNTHETIC_JOB) -> float:
+    """`count` finished IngestJobs from id `first` straight into the Kubernetes API (admin), status via /status."""
     config = yaml.safe_load(stack.kubeconfig().read_text())
     token = config["users"][0]["user"]["token"]
     host, port = config["clusters"][0]["cluster"]["server"].removeprefix("http://").split(":")
@@ -389,7 +392,7 @@ def create_jobs(stack: Stack, count: int) -> float:
         conn.close()
 
     started = time.perf_counter()
-    slices = [range(FIRST_SYNTHETIC_JOB + n, FIRST_SYNTHETIC_JOB + count, 4) for n in range(4)]
+    slices = [range(first + n, first + count, 4) for n in range(4)]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         list(pool.map(create, slices))
     return time.perf_counter() - started
@@ -487,7 +490,7 @@ def tus(ctx: Context) -> dict[str, Any]:
 
 
 RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "large": large, "small": small, "latency": latency, "tus": tus, "get_state": get_state}
+    "large": large, "small": small, "latency": latency, "tus": tus, "console": console, "get_state": get_state}
 
 
 # --- targets and the table ----------------------------------------------------------------------
@@ -540,6 +543,14 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append(Row(f"tus, {r['small_chunk_bytes'] // MiB} MiB PATCHes",
                        f"tus {r['small_chunk_seconds']:.1f} s, {r['small_chunk_mb_s']:.0f} MB/s",
                        f"POST {r['post_seconds']:.1f} s", f"{r['small_chunk_ratio']:.2f}", "(for the record)", None))
+    if "console" in results:
+        r = results["console"]
+        out.append(Row(f"console: Jobs page first paint ({r['jobs']} jobs)",
+                       f"{r['first_paint_ms']:.0f} ms (GET /jobs {r['list_newest_ms']:.0f} ms, 50 pages deep {r['list_deep_ms']:.0f} ms)",
+                       f"{r['baseline_first_paint_ms']:.0f} ms with {r['baseline_jobs']} jobs "
+                       f"(GET /jobs {r['baseline_list_newest_ms']:.0f} ms)",
+                       f"{r['first_paint_ms'] / r['baseline_first_paint_ms']:.2f}", "< 1000 ms",
+                       r["first_paint_ms"] < 1000))
     if "latency" in results:
         r = results["latency"]
         out.append(Row(f"latency (1 file, {r['runs']} runs)", f"median {r['median_seconds']:.2f} s, p90 {r['p90_seconds']:.2f} s",

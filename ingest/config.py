@@ -74,6 +74,7 @@ ENV: Final[tuple[Var, ...]] = (
     Var("METADATA_INGEST_URL", "", "Pacifica metadata service `.../ingest` endpoint; empty: the archive keeps the document."),
     Var("INGEST_AUTH_TOKENS_FILE", "", "File of `token user` lines (or a JSON object): bearer tokens the API accepts; empty: no tokens."),
     Var("INGEST_AUTH_HEADER", "", "Header a trusted proxy sets to the authenticated user (e.g. X-Http-Authed-User); empty: none."),
+    Var("INGEST_ADMIN_USERS", "", "Comma-separated users who may fail, cancel and retry any job from the API and console and see every job; `*`: everyone (e.g. with authentication off); empty: nobody."),
     Var("INGEST_LOG_LEVEL", "INFO", "Log level."),
     Var("INGEST_LOG_FORMAT", "text", "`text` (one line per event, `job_id=N` on lines about a job) or `json` (one JSON object per line)."),
     Var("INGEST_OPERATOR_METRICS_PORT", "9090", "Port of the operator's Prometheus `/metrics` endpoint (0: none)."),
@@ -146,6 +147,7 @@ class Settings:
     metadata_url: str
     auth_tokens_file: str
     auth_header: str
+    admin_users: frozenset[str]
     log_level: str
     log_format: str
     operator_metrics_port: int
@@ -204,6 +206,7 @@ class Settings:
             metadata_url=get("METADATA_INGEST_URL"),
             auth_tokens_file=get("INGEST_AUTH_TOKENS_FILE"),
             auth_header=get("INGEST_AUTH_HEADER"),
+            admin_users=frozenset(user.strip() for user in get("INGEST_ADMIN_USERS").split(",") if user.strip()),
             log_level=get("INGEST_LOG_LEVEL").upper(),
             log_format="json" if get("INGEST_LOG_FORMAT").strip().lower() == "json" else "text",
             operator_metrics_port=int(get("INGEST_OPERATOR_METRICS_PORT")),
@@ -215,7 +218,7 @@ class Settings:
         return {
             var.name: os.environ.get(var.name, var.default)
             for var in ENV
-            if var.name not in secret and not var.name.startswith(("INGEST_API_", "INGEST_WORKER_", "INGEST_AUTH_", "INGEST_OPERATOR_"))
+            if var.name not in secret and not var.name.startswith(("INGEST_API_", "INGEST_WORKER_", "INGEST_AUTH_", "INGEST_OPERATOR_", "INGEST_ADMIN_"))
         } | {"INGEST_NAMESPACE": self.namespace}
 
 

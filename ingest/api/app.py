@@ -14,12 +14,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest import ids, kube, logs, metrics
+from ingest.api.admin import act
 from ingest.api.auth import Authentication, load_tokens
+from ingest.api.console import ConsoleFiles
 from ingest.api.errors import HANDLERS
+from ingest.api.jobdetail import get_job
+from ingest.api.joblist import list_jobs
 from ingest.api.move import move
 from ingest.api.openapi import openapi
 from ingest.api.services import Services
@@ -141,10 +145,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/move", move, methods=["POST"]),
         Route("/get_state", get_state, methods=["GET"]),
         Route("/get_state/{job_id}", get_state, methods=["GET"]),
+        Route("/jobs", list_jobs, methods=["GET"]),
+        Route("/jobs/{job_id}", get_job, methods=["GET"]),
+        Route("/jobs/{job_id}/{action}", act, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/uploads", collection_endpoint, methods=["POST", "OPTIONS"]),
         Route("/uploads/", collection_endpoint, methods=["POST", "OPTIONS"]),
         Route("/uploads/{upload_id}", upload_endpoint, methods=["HEAD", "PATCH", "DELETE", "OPTIONS"]),
+        Mount("/ui", ConsoleFiles(), name="ui"),  # "/ui" redirects to "/ui/"
     ]
     middleware = [Middleware(RequestMetrics)]  # first: it sees every answer, 401s included
     if settings.auth_tokens_file or settings.auth_header:

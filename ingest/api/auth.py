@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest.api.errors import error_response
 
-OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json"})
+OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/ui"})
+OPEN_PREFIXES = ("/ui/",)  # the web console's static files: no data, the page asks for a token
 
 
 def load_tokens(path: str) -> dict[str, str]:
@@ -64,7 +65,7 @@ class Authentication:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or is_preflight(scope):
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES) or is_preflight(scope):
             await self.app(scope, receive, send)
             return
         user = self.user(scope)

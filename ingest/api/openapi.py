@@ -38,7 +38,9 @@ def _errors(*codes: int) -> dict[str, Any]:
 _ERROR_RESPONSES: Final = {
     "400": "The request is malformed; `message` says what is wrong.",
     "401": "Authentication is configured and the request carries no valid bearer token.",
-    "404": "No such job.",
+    "403": "The caller is not an administrator (INGEST_ADMIN_USERS).",
+    "404": "No such job (or not one the caller may read: the answer is the same).",
+    "409": "The action does not fit the job's state (e.g. cancel a complete job, retry one that did not fail).",
     "408": "The upload stalled: no bytes for the configured stall time. The job is FAILED.",
     "413": "The body is larger than the configured limit (the message names the limit in bytes).",
     "415": "The Content-Type is not one this endpoint accepts.",
@@ -49,6 +51,101 @@ PUBLIC: Final[list[dict[str, list[str]]]] = []  # no authentication, ever
 PROTECTED: Final = [{}, {"bearer": []}]  # a token when the deployment configures tokens
 
 STATE_RESPONSE: Final = _json(_ref("StateDocument"), "The job's state document.")
+
+# The job list, a job's page and the administrator actions: what the web console (/ui/) reads,
+# documented so other tools can do the same. With authentication on, a user sees only their own
+# jobs; administrators (INGEST_ADMIN_USERS) see every job and may act on it.
+CONSOLE_PATHS: Final[dict[str, Any]] = {
+    "/jobs": {"get": {
+        "operationId": "list_jobs",
+        "summary": "Jobs, newest first, one page at a time.",
+        "description": (
+            "Pages follow `continue` (an opaque token from the previous page) until it is null. A page may hold "
+            "fewer than `limit` jobs with a non-null `continue` when filters match few jobs in the stretch of "
+            "history one request reads: go on with the token. Newest means highest job id."
+        ),
+        "parameters": [
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+            {"name": "continue", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}},
+            {"name": "state", "in": "query", "schema": {"type": "string", "maxLength": 64, "examples": ["FAILED"]}},
+            {"name": "incomplete", "in": "query", "schema": {"type": "boolean", "default": False}},
+        ],
+        "responses": {"200": _json(_ref("JobList"), "A page of jobs."), **_errors(400, 401)},
+    }},
+    "/jobs/{job_id}": {"get": {
+        "operationId": "get_job",
+        "summary": "A job's page: state document, problems, Events timeline, archived files, allowed actions.",
+        "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": _ref("JobId")}],
+        "responses": {"200": _json(_ref("JobPage"), "The job."), **_errors(400, 401, 404)},
+    }},
+    "/jobs/{job_id}/{action}": {"post": {
+        "operationId": "act_on_job",
+        "summary": "An administrator's action: fail, cancel or retry (IngestCMD's job, cancel and retry).",
+        "parameters": [
+            {"name": "job_id", "in": "path", "required": True, "schema": _ref("JobId")},
+            {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["fail", "cancel", "retry"]}},
+        ],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("ActionRequest")}}},
+        "responses": {"200": STATE_RESPONSE, **_errors(400, 401, 403, 404, 409)},
+    }},
+    "/ui/": {"get": {
+        "operationId": "console", "summary": "The web console (HTML; it reads the endpoints above).", "security": PUBLIC,
+        "responses": {"200": {"description": "The console's page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
+    }},
+}
+
+CONSOLE_SCHEMAS: Final[dict[str, Any]] = {
+    "JobList": {
+        "type": "object", "additionalProperties": False, "required": ["jobs", "continue"],
+        "properties": {
+            "jobs": {"type": "array", "items": _ref("JobListItem")},
+            "continue": {"type": ["string", "null"], "description": "Pass as `continue` for the next (older) page; null at the oldest."},
+        },
+    },
+    "Event": {
+        "type": "object", "additionalProperties": False, "required": ["time", "type", "reason", "message", "count"],
+        "properties": {
+            "time": {"type": ["string", "null"], "description": "RFC 3339, as Kubernetes recorded it."},
+            "type": {"type": "string", "examples": ["Normal", "Warning"]},
+            "reason": {"type": "string", "examples": ["Staged", "WorkerStarted", "Step", "Failed", "Completed"]},
+            "message": {"type": "string"}, "count": {"type": "integer"},
+        },
+    },
+    "Problem": {
+        "type": "object", "additionalProperties": False, "required": ["file", "reason", "detail"],
+        "properties": {"file": {"type": "string"}, "reason": {"type": "string"}, "detail": {"type": "string"}},
+    },
+    "ArchivedFile": {
+        "type": "object", "additionalProperties": False,
+        "required": ["path", "name", "subdir", "size", "hashtype", "hashsum", "mimetype", "file_id", "key"],
+        "properties": {
+            "path": {"type": "string", "examples": ["data/run1/a.txt"]}, "name": {"type": "string"}, "subdir": {"type": "string"},
+            "size": {"type": ["integer", "null"]}, "hashtype": {"type": "string"}, "hashsum": {"type": "string"},
+            "mimetype": {"type": ["string", "null"]}, "file_id": {"type": ["integer", "null"]},
+            "key": {"type": ["string", "null"], "description": "The object key in the archive bucket."},
+        },
+    },
+    "JobPage": {
+        "type": "object", "additionalProperties": False,
+        "required": ["job", "user", "operation", "phase", "attempts", "problems", "events", "files", "files_total", "actions"],
+        "properties": {
+            "job": _ref("StateDocument"),
+            "user": {"type": ["string", "null"]}, "operation": {"type": ["string", "null"]},
+            "phase": {"type": ["string", "null"]}, "attempts": {"type": ["integer", "null"]},
+            "problems": {"type": "array", "items": _ref("Problem")},
+            "events": {"type": "array", "items": _ref("Event"), "description": "The job's Kubernetes Events, oldest first."},
+            "files": {"type": ["array", "null"], "items": _ref("ArchivedFile"),
+                      "description": "For a job that succeeded, its archived files (the first 1,000); null otherwise."},
+            "files_total": {"type": ["integer", "null"]},
+            "actions": {"type": "array", "items": {"enum": ["fail", "cancel", "retry"]},
+                        "description": "What the caller may do to the job now (empty unless an administrator)."},
+        },
+    },
+    "ActionRequest": {
+        "type": "object", "properties": {"reason": {"type": "string", "maxLength": 1024}},
+        "description": "Why (recorded as the job's `exception` for fail and cancel).",
+    },
+}
 
 DOCUMENT: Final[dict[str, Any]] = {
     "openapi": "3.1.0",
@@ -107,6 +204,7 @@ DOCUMENT: Final[dict[str, Any]] = {
             "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": _ref("JobId")}],
             "responses": {"200": STATE_RESPONSE, **_errors(400, 401, 404)},
         }},
+        **CONSOLE_PATHS,
         "/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document.", "security": PUBLIC,
             "responses": {"200": _json({"type": "object"}, "The OpenAPI document of this service.")},
@@ -163,6 +261,7 @@ DOCUMENT: Final[dict[str, Any]] = {
             },
             "WireTime": {"type": "string", "pattern": r"^([0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2})?$",
                          "description": "UTC, YYYY-MM-DD HH:MM:SS."},
+            **CONSOLE_SCHEMAS,
             "Error": {
                 "type": "object",
                 "additionalProperties": False,
@@ -220,6 +319,15 @@ DOCUMENT: Final[dict[str, Any]] = {
         },
     },
 }
+
+
+def _job_list_item(state: dict[str, Any]) -> dict[str, Any]:
+    """A row of GET /jobs: the state document's keys plus who submitted the job and how."""
+    extra = {"user": {"type": ["string", "null"]}, "operation": {"type": ["string", "null"], "examples": ["upload", "move"]}}
+    return {**state, "required": [*state["required"], *extra], "properties": {**state["properties"], **extra}}
+
+
+DOCUMENT["components"]["schemas"]["JobListItem"] = _job_list_item(DOCUMENT["components"]["schemas"]["StateDocument"])
 
 
 DOCUMENT["paths"].update(TUS_PATHS)  # resumable uploads: tus's own headers and status codes
