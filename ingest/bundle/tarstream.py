@@ -11,7 +11,8 @@ driven by chunks pushed from an ASGI receive loop without a thread and a pipe, a
 generic (`ReadError("invalid header")`) where we must say what is wrong and where. The header
 format itself is small, so this module parses it directly: the 512-byte header block (ustar, GNU
 and old v7), the checksum (unsigned and, like `tarfile`, the historic signed variant), octal and
-base-256 numbers, PAX `x`/`X` records (path, linkpath, size, mtime; `GNU.sparse.*` refused), PAX
+base-256 numbers, PAX `x`/`X` records (path, linkpath, size, mtime; `GNU.sparse.*` marks a sparse
+member), PAX
 `g` global records (parsed, then ignored, as `tarfile` ignores them for a member without an `x`
 header; a global `size` is refused because it would frame members differently in other readers),
 and GNU `L`/`K` long names. Which member types carry data follows `tarfile` exactly (regular
@@ -24,8 +25,16 @@ blocks are copied (512 bytes each), plus the extension payloads (bounded by
 `max_extended_header_bytes`) and the metadata.txt bytes (bounded by `max_metadata_bytes`). Memory
 is O(index), never O(bundle).
 
-Names and metadata.txt: member names are decoded as strict UTF-8 (anything else is refused) and
-normalised by `names.normalise_member_name` (`./data//a` -> `data/a`). The root metadata.txt is the
+Strict on what the service uses, opaque on what it skips: the layout of the headers (checksums,
+sizes, the framing of extension records) is checked hard, because a reader that frames members
+differently would read other bytes; a member's name, type and other fields are only recorded.
+Names are decoded as UTF-8; a name that is not UTF-8 (GNU tar in a Latin-1 locale, Windows'
+tar.exe, commons-compress with a platform encoding) is kept with `\\xNN` escapes, a NUL in a PAX
+path as `\\x00`, and a name longer than `max_name_bytes` is cut and marked: none of these can equal
+a Files entry's path (a backslash is refused there), so such members are simply never used.
+GNU sparse members (old `S` headers with their extension blocks, and PAX `GNU.sparse.*`) are
+framed like `tarfile` frames them and recorded as `sparse`, refused only if a Files entry lists
+one. Names are normalised by `names.normalise_member_name` (`./data//a` -> `data/a`). The root metadata.txt is the
 member whose *normalised* name is `metadata.txt`, so `./metadata.txt` (what `tar -C dir -cf - .`
 writes) counts too. Upstream accepts only the exact name; accepting both breaks no client that
 works upstream, and a bundle holding both is refused as ambiguous (`load metadata`), as is a
@@ -34,7 +43,8 @@ metadata.txt that is not a regular file. Its bytes are the only member data the 
 Strictness: the end-of-archive marker (two zero blocks) must be present and only zero bytes may
 follow it (the record padding tar writers add); a lone zero block followed by more headers (two
 tars concatenated, or damage) is refused rather than guessed at. A tar without any member is
-refused at `open tar`, as `tarfile` refuses it ("empty file") upstream.
+left to `load metadata`, which says metadata.txt was not found (as upstream, where the step that
+looks for metadata.txt is the one that fails).
 """
 from __future__ import annotations
 
@@ -51,7 +61,7 @@ from ingest.jobs import LOAD_METADATA, OPEN_TAR
 
 from .errors import BundleError
 from .limits import DEFAULT_LIMITS, Limits
-from .names import check_name_limits, normalise_member_name
+from .names import normalise_member_name
 
 BLOCK: Final = 512
 ZERO_BLOCK: Final = bytes(BLOCK)
@@ -69,6 +79,7 @@ class MemberType(enum.StrEnum):
     CHARDEV = "chardev"
     BLOCKDEV = "blockdev"
     FIFO = "fifo"
+    SPARSE = "sparse"
     OTHER = "other"
 
 
@@ -251,6 +262,7 @@ class TarScanner:
         self._current = ""  # the last member's name, for messages
         self._where = ""  # what the bytes being skipped or captured belong to, for messages
         self._zero_at: int | None = None  # offset of a first zero block (the end marker's first half)
+        self._sparse_blocks: tuple[str, int, int] | None = None  # old GNU sparse: (name, header offset, size)
         self._ended = False
         self._error: BundleError | None = None
         self._finished = False
@@ -356,6 +368,14 @@ class TarScanner:
     # -- header blocks -----------------------------------------------------------------------
 
     def _block(self, block: bytes, offset: int) -> None:
+        if self._sparse_blocks is not None:
+            # An old GNU sparse header's extension block: sparse map entries, and a flag (byte
+            # 504) saying whether another such block follows. The member's data comes after.
+            if not block[504]:
+                name, header_offset, size = self._sparse_blocks
+                self._sparse_blocks = None
+                self._add(Member(name, MemberType.SPARSE, header_offset, offset + BLOCK, size))
+            return
         if block == ZERO_BLOCK:
             if self._ext_offset is not None:
                 raise BundleError(
@@ -391,13 +411,6 @@ class TarScanner:
             self._start_extension("longname", size, offset)
         elif typeflag == _LONGLINK_TYPE:
             self._start_extension("longlink", size, offset)
-        elif typeflag == _SPARSE_TYPE:
-            name = self._ext.get("path") or _nts(block[0:100]).decode("utf-8", "replace")
-            raise BundleError(
-                OPEN_TAR,
-                f"the tar member {name!r} at offset {offset} is a GNU sparse file; sparse members are "
-                "not supported (create the tar without --sparse)",
-            )
         else:
             self._member(block, typeflag, size, offset)
 
@@ -475,7 +488,7 @@ class TarScanner:
                 )
         elif kind in ("longname", "longlink"):
             key = "longname" if kind == "longname" else "longlink"
-            self._ext[key] = _decode_name(_nts(payload), offset, "GNU long name")
+            self._ext[key] = _decode_name(_nts(payload))
 
     # -- members -----------------------------------------------------------------------------
 
@@ -489,25 +502,14 @@ class TarScanner:
             raw = _nts(block[0:100])
             if block[257:263] == _POSIX_MAGIC and block[345] != 0:
                 raw = _nts(block[345:500]) + b"/" + raw
-            name = _decode_name(raw, offset, "member name")
-        # Messages about the member use header_offset, the offset its index record will carry.
-        if "\x00" in name:
-            raise BundleError(
-                OPEN_TAR, f"the tar member name at offset {header_offset} contains a NUL byte: {name[:80]!r}"
-            )
-        if ext.get("sparse"):
-            raise BundleError(
-                OPEN_TAR,
-                f"the tar member {name[:200]!r} at offset {header_offset} is a sparse file (GNU.sparse PAX "
-                "records); sparse members are not supported (create the tar without --sparse)",
-            )
-        check_name_limits(
-            name, limits=self._limits, what=f"the tar member name at offset {header_offset}", task=OPEN_TAR
-        )
+            name = _decode_name(raw)
+        name = self._opaque_name(name)
 
         kind = _TYPEFLAGS.get(typeflag, MemberType.OTHER)
         if typeflag == b"\x00" and name.endswith("/"):
             kind = MemberType.DIR  # old v7 tars mark directories by a trailing slash only
+        if typeflag == _SPARSE_TYPE or ext.get("sparse"):
+            kind = MemberType.SPARSE
         if "size" in ext:
             size = ext["size"]
         data_size = 0 if kind in _NO_DATA else size
@@ -518,26 +520,48 @@ class TarScanner:
                 f"the tar member {name!r} at offset {header_offset} declares {data_size} bytes, which takes "
                 f"the bundle over the limit of {self._limits.max_total_bytes} bytes (max_total_bytes)",
             )
-        linkname = ext.get("linkpath") or ext.get("longlink") or _nts(block[157:257]).decode("utf-8", "replace")
-        mode = self._number(block[100:108], "mode", offset) & 0o7777777  # base-256 could be negative
+        linkname = self._opaque_name(ext.get("linkpath") or ext.get("longlink") or _decode_name(_nts(block[157:257])))
+        # Mode and mtime frame nothing and are never used to read data: an odd value is recorded as 0.
+        mode = (_tar_number(block[100:108]) or 0) & 0o7777777  # base-256 could be negative
         mtime = ext.get("mtime")
         if mtime is None:
-            mtime = self._number(block[136:148], "mtime", offset)
+            mtime = _tar_number(block[136:148]) or 0
 
+        normalised = normalise_member_name(name)
+        if typeflag == _SPARSE_TYPE and block[482]:
+            # Extension blocks of the sparse map follow this header before the data.
+            self._check_count()
+            self._sparse_blocks = (normalised, header_offset, data_size)
+            self._current = normalised
+            self._where = f"inside the sparse map of member {normalised!r} (header at offset {header_offset})"
+            return
+        self._add(Member(normalised, kind, header_offset, data_offset, data_size, linkname, mode, mtime))
+
+    def _opaque_name(self, name: str) -> str:
+        """A name fit for the index: a NUL escaped, an overlong name cut and marked (never matched)."""
+        if "\x00" in name:
+            name = name.replace("\x00", "\\x00")
+        limit = self._limits.max_name_bytes
+        if len(name) > limit // 4 and len(name.encode("utf-8", "surrogatepass")) > limit:
+            name = name[: limit // 4] + f"\\...(a name of {len(name.encode('utf-8', 'surrogatepass'))} bytes)"
+        return name
+
+    def _check_count(self) -> None:
         if len(self._members) >= self._limits.max_members:
             raise BundleError(
                 OPEN_TAR,
                 f"the bundle has more than {self._limits.max_members} members (max_members)",
             )
-        normalised = normalise_member_name(name)
-        member = Member(normalised, kind, header_offset, data_offset, data_size, linkname, mode, mtime)
+
+    def _add(self, member: Member) -> None:
+        self._check_count()
         self._members.append(member)
-        self._current = normalised
-        if normalised == METADATA_NAME:
+        self._current = member.name
+        if member.name == METADATA_NAME:
             self._start_metadata(member)
         else:
-            self._skip = _padded(data_size)
-            self._where = f"inside member {normalised!r} (header at offset {header_offset})"
+            self._skip = _padded(member.size)
+            self._where = f"inside member {member.name!r} (header at offset {member.header_offset})"
 
     def _start_metadata(self, member: Member) -> None:
         if self._metadata_offset is not None:
@@ -583,13 +607,13 @@ class TarScanner:
                 f"the bundle is truncated at byte {total}: the tar extension header at offset "
                 f"{self._ext_offset} is not followed by a member",
             )
+        if self._sparse_blocks is not None:
+            raise BundleError(OPEN_TAR, f"the bundle is truncated at byte {total}, {self._where}")
         if self._zero_at is None:
             raise BundleError(
                 OPEN_TAR,
                 f"the bundle is truncated at byte {total}: the tar end-of-archive marker is missing",
             )
-        if not self._members:
-            raise BundleError(OPEN_TAR, "the bundle is an empty tar archive (no members)")
         # A single zero block at the very end is accepted: tarfile stops at the first one too.
 
 
@@ -627,13 +651,12 @@ def _tar_number(field: bytes) -> int | None:
     return _octal(field)
 
 
-def _decode_name(raw: bytes, offset: int, what: str) -> str:
+def _decode_name(raw: bytes) -> str:
+    """UTF-8, or - for a name some other encoding wrote - UTF-8 with `\\xNN` for the bytes that are not."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise BundleError(
-            OPEN_TAR, f"the tar {what} at offset {offset} is not valid UTF-8: {raw[:48]!r}"
-        ) from None
+        return raw.decode("utf-8", "backslashreplace")
 
 
 def _sniff_compression(prefix: bytes) -> None:
@@ -671,10 +694,7 @@ def _parse_pax(payload: bytes, offset: int, *, is_global: bool) -> dict[str, Any
         key_bytes, equals, value = record.partition(b"=")
         if not equals or not key_bytes:
             raise corrupt(f"the record at byte {pos} has no key=value")
-        try:
-            key = key_bytes.decode("utf-8")
-        except UnicodeDecodeError:
-            raise corrupt(f"the key at byte {pos} is not UTF-8") from None
+        key = key_bytes.decode("utf-8", "backslashreplace")  # e.g. SCHILY.xattr.<a non-UTF-8 name>: not ours
         pos = stop
         if key.startswith("GNU.sparse."):
             values["sparse"] = True
@@ -684,20 +704,14 @@ def _parse_pax(payload: bytes, offset: int, *, is_global: bool) -> dict[str, Any
         if not value:
             values.pop(key, None)
             continue
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BundleError(
-                OPEN_TAR, f"the {header} at offset {offset} has a {key} that is not valid UTF-8: {value[:48]!r}"
-            ) from None
+        text = _decode_name(value)  # a path in another charset (hdrcharset=BINARY) is kept, escaped
         if key == "size":
             if len(text) > 20 or not text.isascii() or not text.isdigit():
                 raise corrupt(f"size {text[:40]!r} is not a decimal number")
             values["size"] = int(text)
         elif key == "mtime":
-            if not _PAX_MTIME.fullmatch(text):
-                raise corrupt(f"mtime {text[:40]!r} is not a number")
-            values["mtime"] = int(float(text)) if "." in text else int(text)
+            if _PAX_MTIME.fullmatch(text):  # an odd mtime frames nothing: ignored, not refused
+                values["mtime"] = int(float(text)) if "." in text else int(text)
         else:
             values[key] = text
     return values
