@@ -34,7 +34,7 @@ def test_bundle_is_ingested_and_files_are_in_the_archive(api: httpx.Client, s3: 
         assert response.read() == data
         stat = s3.stat_object("ingest-archive", f"{job_id}/{path}")
         assert stat.metadata["x-amz-meta-hashsum"] == hashlib.sha1(data).hexdigest()
-    document = json.loads(s3.get_object("ingest-archive", f"{job_id}/metadata.json").read())
+    document = json.loads(s3.get_object("ingest-archive", f"{job_id}.metadata.json").read())
     ids = [entry["_id"] for entry in document if entry["destinationTable"] == "Files"]
     assert len(ids) == len(set(ids)) == len(files) and all(isinstance(value, int) for value in ids)
     assert {"destinationTable": "Transactions._id", "value": job_id} in document
