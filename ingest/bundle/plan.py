@@ -111,8 +111,10 @@ def _missing(entry: FileEntry, near: Member | None) -> str:
         return text
     if near.name.startswith("/"):
         why = "an absolute name, which is never read; create the tar with relative names (tar -C DIR -cf ...)"
-    elif "\\x" in near.name:
+    elif _ESCAPE.search(near.name):
         why = "a name that is not UTF-8; create the tar with UTF-8 names (a UTF-8 locale, or tar --format=pax)"
+    elif "\\" in near.name:
+        why = "a name with backslash separators; create the tar with / separators (tar, not a Windows archiver)"
     else:
         why = "a '..' component, which is never read; create the tar from the bundle's folder"
     return f"{text}: the bundle has it as '{near.name}', {why}"
@@ -123,14 +125,16 @@ def _near_names(index: TarIndex) -> dict[str, Member]:
     near: dict[str, Member] = {}
     for member in index.members:
         name = member.name
-        if not (name.startswith("/") or "\\x" in name or "/../" in f"/{name}/"):
+        if not (name.startswith("/") or "\\" in name or "/../" in f"/{name}/"):
             continue
-        if "\\x" in name:
+        if _ESCAPE.search(name):
             raw = b"".join(
                 bytes.fromhex(part) if position % 2 else part.encode("utf-8", "surrogatepass")
                 for position, part in enumerate(_ESCAPE.split(name))
             )
             name = raw.decode("utf-8", "replace") if _is_utf8(raw) else raw.decode("cp1252", "replace")
+        elif "\\" in name:
+            name = name.replace("\\", "/")
         resolved: list[str] = []
         for part in path_parts(name):
             if part != "..":
