@@ -11,8 +11,10 @@ bundle into memory; a read of 0 bytes here makes no request at all.
 
 The archive is never overwritten. `existing` tells which of a job's planned keys already hold an
 object (one listing per key prefix), and where the store honours a conditional create
-(`If-None-Match: *`, probed once per process: MinIO and AWS do, Ceph RGW 16 ignores it) single-part
-writes carry it, so a key taken between the check and the write is refused (`ObjectExists`).
+(`If-None-Match: *`, probed once per process, since not every S3 server does; MinIO, AWS and the
+local stack's Ceph RGW 16.2 do on PUT) single-part writes carry it, so a key taken between the
+check and the write is refused (`ObjectExists`). Multipart uploads and server-side copies rely on
+the check alone.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from minio import Minio
 
 from ingest.config import Settings
 from ingest.local.launcher import Stack
-from ingest.storage import Storage
+from ingest.storage import ObjectExists, Storage
 from tests.bundle.corpus import Case, case
 from tests.integration.bundles import TRANSACTION, files_entry
 from tests.integration.helpers import archive_keys, metadata_key, upload, wait_complete
@@ -179,7 +179,7 @@ def test_7_every_bad_file_is_reported_and_nothing_is_kept(
     files = {f"run/{index:03}.dat": hashlib.sha256(str(index).encode()).digest() * (index + 1) for index in range(120)}
     entries = [files_entry(path.rpartition("/")[2], "run", data) for path, data in files.items()]
     sent = dict(files)
-    sent["run/000.dat"] = b"tampered first file"          # a digest mismatch, the very first file
+    sent["run/000.dat"] = bytes(len(files["run/000.dat"]))  # a digest mismatch, the very first file
     sent["run/059.dat"] = sent["run/059.dat"][::-1]       # another in the middle, same size
     del sent["run/119.dat"]                               # and the last one missing from the tar
     body = tar_of([(f"data/{path}", data) for path, data in sent.items()] + [("metadata.txt", metadata(*entries))])
@@ -279,8 +279,13 @@ def test_an_existing_archive_object_is_never_overwritten(api: httpx.Client, s3: 
         assert "data/x/a.txt" in final["exception"] and "already holds an object" in final["exception"]
         assert s3.get_object("ingest-archive", key).read() == b"older job's file"  # untouched, not rolled back
         assert archive_keys(s3, final["job_id"]) == [key]  # nothing of the job was written
-        # The local store (Ceph RGW 16) ignores If-None-Match: the service knows and checks first.
-        assert Storage(Settings.from_env(stack.settings_env())).conditional_create() is False
+        # Between that check and the write, a conditional create guards the key where the store
+        # honours If-None-Match (the service probes it; measured here: Ceph RGW 16.2 does, on PUT).
+        storage = Storage(Settings.from_env(stack.settings_env()))
+        assert storage.conditional_create() is True
+        with pytest.raises(ObjectExists):
+            storage.put_stream("ingest-archive", key, io.BytesIO(b"racing"), length=6, if_absent=True)
+        assert s3.get_object("ingest-archive", key).read() == b"older job's file"
     finally:
         for key in planted:
             s3.remove_object("ingest-archive", key)
