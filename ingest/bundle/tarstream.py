@@ -53,17 +53,16 @@ import binascii
 import dataclasses
 import enum
 import json
-import re
 import struct
 from typing import Any, Final
 
 from ingest.jobs import LOAD_METADATA, OPEN_TAR
 
 from .errors import BundleError
+from .headers import BLOCK, decode_name, nts, octal, padded, parse_pax, sniff_compression, tar_number
 from .limits import DEFAULT_LIMITS, Limits
 from .names import normalise_member_name
 
-BLOCK: Final = 512
 ZERO_BLOCK: Final = bytes(BLOCK)
 METADATA_NAME: Final = "metadata.txt"
 INDEX_FORMAT: Final = "ingest.bundle.index/1"
@@ -105,21 +104,9 @@ _LONGLINK_TYPE: Final = b"K"
 _SPARSE_TYPE: Final = b"S"
 _POSIX_MAGIC: Final = b"ustar\x00"
 
-_OCTAL: Final = re.compile(rb"[0-7]+")
-_PAX_LENGTH: Final = re.compile(rb"([1-9][0-9]{0,8}) ")
-_PAX_MTIME: Final = re.compile(r"-?[0-9]{1,20}(\.[0-9]{0,20})?")
 _SIGNED_HEAD: Final = struct.Struct("148b")
 _SIGNED_TAIL: Final = struct.Struct("356b")
 
-# (name, magic bytes) of the compressed formats a client might send by mistake.
-_COMPRESSION_MAGIC: Final = (
-    ("gzip", b"\x1f\x8b"),
-    ("bzip2", b"BZh"),
-    ("xz", b"\xfd7zXZ\x00"),
-    ("zstd", b"\x28\xb5\x2f\xfd"),
-    ("lz4", b"\x04\x22\x4d\x18"),
-    ("zip", b"PK\x03\x04"),
-)
 _CAPTURE_PLACES: Final = {
     "metadata": "inside metadata.txt",
     "pax": "inside a PAX extended header",
@@ -341,7 +328,7 @@ class TarScanner:
                 self._pending += view[i : i + take]
                 i += take
                 if start == 0:
-                    _sniff_compression(bytes(self._pending))
+                    sniff_compression(bytes(self._pending))
                 if len(self._pending) < BLOCK:
                     break
                 block = bytes(self._pending)
@@ -350,7 +337,7 @@ class TarScanner:
                 block = bytes(view[i : i + BLOCK])
                 i += BLOCK
                 if start == 0:
-                    _sniff_compression(block)
+                    sniff_compression(block)
             self._block(block, start)
         self._offset += size
 
@@ -398,8 +385,8 @@ class TarScanner:
         size = self._number(block[124:136], "size", offset)
         if size < 0:
             raise BundleError(OPEN_TAR, f"the tar header at offset {offset} has a negative size ({size})")
-        if offset + BLOCK + _padded(size) > self._limits.max_total_bytes:
-            name = self._ext.get("path") or _nts(block[0:100]).decode("utf-8", "replace")
+        if offset + BLOCK + padded(size) > self._limits.max_total_bytes:
+            name = self._ext.get("path") or nts(block[0:100]).decode("utf-8", "replace")
             raise BundleError(
                 OPEN_TAR,
                 f"the tar header at offset {offset} ({name!r}) declares {size} bytes, which takes the "
@@ -416,7 +403,7 @@ class TarScanner:
 
     def _check_checksum(self, block: bytes, offset: int) -> None:
         field = block[148:156]
-        stored = _octal(field)
+        stored = octal(field)
         # The checksum field itself counts as eight spaces (8 * 0x20 = 256).
         unsigned = sum(block) - sum(field) + 256
         if stored == unsigned:
@@ -436,7 +423,7 @@ class TarScanner:
         )
 
     def _number(self, field: bytes, what: str, offset: int) -> int:
-        value = _tar_number(field)
+        value = tar_number(field)
         if value is None:
             raise BundleError(
                 OPEN_TAR, f"the tar header at offset {offset} has an invalid {what} field {field!r}"
@@ -464,7 +451,7 @@ class TarScanner:
         self._capture_at = offset
         self._where = _CAPTURE_PLACES[kind] + f" (header at offset {offset})"
         self._capture_parts = []
-        self._capture_pad = _padded(size) - size
+        self._capture_pad = padded(size) - size
         self._capture_left = size
         if not size:
             self._end_capture()
@@ -477,9 +464,9 @@ class TarScanner:
         if kind == "metadata":
             self._metadata = payload
         elif kind == "pax":
-            self._ext.update(_parse_pax(payload, offset, is_global=False))
+            self._ext.update(parse_pax(payload, offset, is_global=False))
         elif kind == "global":
-            records = _parse_pax(payload, offset, is_global=True)
+            records = parse_pax(payload, offset, is_global=True)
             if "size" in records:
                 raise BundleError(
                     OPEN_TAR,
@@ -488,7 +475,7 @@ class TarScanner:
                 )
         elif kind in ("longname", "longlink"):
             key = "longname" if kind == "longname" else "longlink"
-            self._ext[key] = _decode_name(_nts(payload))
+            self._ext[key] = decode_name(nts(payload))
 
     # -- members -----------------------------------------------------------------------------
 
@@ -499,10 +486,10 @@ class TarScanner:
 
         name = ext.get("path") or ext.get("longname")
         if not name:
-            raw = _nts(block[0:100])
+            raw = nts(block[0:100])
             if block[257:263] == _POSIX_MAGIC and block[345] != 0:
-                raw = _nts(block[345:500]) + b"/" + raw
-            name = _decode_name(raw)
+                raw = nts(block[345:500]) + b"/" + raw
+            name = decode_name(raw)
         name = self._opaque_name(name)
 
         kind = _TYPEFLAGS.get(typeflag, MemberType.OTHER)
@@ -514,18 +501,18 @@ class TarScanner:
             size = ext["size"]
         data_size = 0 if kind in _NO_DATA else size
         data_offset = offset + BLOCK
-        if data_offset + _padded(data_size) > self._limits.max_total_bytes:
+        if data_offset + padded(data_size) > self._limits.max_total_bytes:
             raise BundleError(
                 OPEN_TAR,
                 f"the tar member {name!r} at offset {header_offset} declares {data_size} bytes, which takes "
                 f"the bundle over the limit of {self._limits.max_total_bytes} bytes (max_total_bytes)",
             )
-        linkname = self._opaque_name(ext.get("linkpath") or ext.get("longlink") or _decode_name(_nts(block[157:257])))
+        linkname = self._opaque_name(ext.get("linkpath") or ext.get("longlink") or decode_name(nts(block[157:257])))
         # Mode and mtime frame nothing and are never used to read data: an odd value is recorded as 0.
-        mode = (_tar_number(block[100:108]) or 0) & 0o7777777  # base-256 could be negative
+        mode = (tar_number(block[100:108]) or 0) & 0o7777777  # base-256 could be negative
         mtime = ext.get("mtime")
         if mtime is None:
-            mtime = _tar_number(block[136:148]) or 0
+            mtime = tar_number(block[136:148]) or 0
 
         normalised = normalise_member_name(name)
         if typeflag == _SPARSE_TYPE and block[482]:
@@ -560,7 +547,7 @@ class TarScanner:
         if member.name == METADATA_NAME:
             self._start_metadata(member)
         else:
-            self._skip = _padded(member.size)
+            self._skip = padded(member.size)
             self._where = f"inside member {member.name!r} (header at offset {member.header_offset})"
 
     def _start_metadata(self, member: Member) -> None:
@@ -592,7 +579,7 @@ class TarScanner:
         if self._pending:
             start = total - len(self._pending)
             if start == 0:
-                _sniff_compression(bytes(self._pending))
+                sniff_compression(bytes(self._pending))
                 raise BundleError(
                     OPEN_TAR, f"the bundle is not a tar archive (only {total} bytes, less than one tar header)"
                 )
@@ -615,103 +602,3 @@ class TarScanner:
                 f"the bundle is truncated at byte {total}: the tar end-of-archive marker is missing",
             )
         # A single zero block at the very end is accepted: tarfile stops at the first one too.
-
-
-# -- helpers: fields, numbers, PAX records -------------------------------------------------------
-
-
-def _padded(size: int) -> int:
-    """Bytes a payload of `size` occupies, rounded up to whole blocks."""
-    return (size + BLOCK - 1) // BLOCK * BLOCK
-
-
-def _nts(field: bytes) -> bytes:
-    """A NUL-terminated string field, without the NUL and what follows."""
-    end = field.find(b"\x00")
-    return field if end < 0 else field[:end]
-
-
-def _octal(field: bytes) -> int | None:
-    """An octal number field (NUL/space terminated, blank = 0), or None if it is not one."""
-    text = _nts(field).strip(b" ")
-    if not text:
-        return 0
-    if not _OCTAL.fullmatch(text):
-        return None
-    return int(text, 8)
-
-
-def _tar_number(field: bytes) -> int | None:
-    """An octal field, or a GNU base-256 one (first byte 0x80 positive, 0xff negative)."""
-    lead = field[0]
-    if lead == 0x80:
-        return int.from_bytes(field[1:], "big")
-    if lead == 0xFF:
-        return int.from_bytes(field[1:], "big") - (1 << (8 * (len(field) - 1)))
-    return _octal(field)
-
-
-def _decode_name(raw: bytes) -> str:
-    """UTF-8, or - for a name some other encoding wrote - UTF-8 with `\\xNN` for the bytes that are not."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", "backslashreplace")
-
-
-def _sniff_compression(prefix: bytes) -> None:
-    for name, magic in _COMPRESSION_MAGIC:
-        if prefix[: len(magic)] == magic:
-            if name == "zip":
-                raise BundleError(OPEN_TAR, "the bundle is a zip archive; send an uncompressed tar")
-            raise BundleError(OPEN_TAR, f"the bundle is compressed ({name}); send an uncompressed tar")
-
-
-def _parse_pax(payload: bytes, offset: int, *, is_global: bool) -> dict[str, Any]:
-    """The values of a PAX header that matter to us; malformed records are an `open tar` error.
-
-    Each record is `"<length> <key>=<value>\\n"`, where length counts the whole record. A record
-    with an empty value deletes the key (POSIX). Trailing NUL padding is tolerated.
-    """
-    header = "PAX global header" if is_global else "PAX extended header"
-
-    def corrupt(detail: str) -> BundleError:
-        return BundleError(OPEN_TAR, f"the {header} at offset {offset} is malformed ({detail})")
-
-    values: dict[str, Any] = {}
-    pos, end = 0, len(payload)
-    while pos < end:
-        if payload[pos] == 0 and payload.count(0, pos) == end - pos:
-            break
-        match = _PAX_LENGTH.match(payload, pos)
-        if match is None:
-            raise corrupt(f"no record length at byte {pos}")
-        length = int(match.group(1))
-        stop = pos + length
-        if stop > end or payload[stop - 1] != 0x0A:
-            raise corrupt(f"the record at byte {pos} does not end where its length says")
-        record = payload[match.end() : stop - 1]
-        key_bytes, equals, value = record.partition(b"=")
-        if not equals or not key_bytes:
-            raise corrupt(f"the record at byte {pos} has no key=value")
-        key = key_bytes.decode("utf-8", "backslashreplace")  # e.g. SCHILY.xattr.<a non-UTF-8 name>: not ours
-        pos = stop
-        if key.startswith("GNU.sparse."):
-            values["sparse"] = True
-            continue
-        if key not in ("path", "linkpath", "size", "mtime"):
-            continue  # uid, gid, uname, atime, ctime, comment, hdrcharset, SCHILY.*, LIBARCHIVE.*: not ours
-        if not value:
-            values.pop(key, None)
-            continue
-        text = _decode_name(value)  # a path in another charset (hdrcharset=BINARY) is kept, escaped
-        if key == "size":
-            if len(text) > 20 or not text.isascii() or not text.isdigit():
-                raise corrupt(f"size {text[:40]!r} is not a decimal number")
-            values["size"] = int(text)
-        elif key == "mtime":
-            if _PAX_MTIME.fullmatch(text):  # an odd mtime frames nothing: ignored, not refused
-                values["mtime"] = int(float(text)) if "." in text else int(text)
-        else:
-            values[key] = text
-    return values

@@ -176,9 +176,9 @@ class Worker:
                 return set()
             raise
 
-    def taken_keys(self, job_id: int, labels: dict[str, str]) -> list[Problem]:
-        """A problem for each planned key that already holds an object this job did not write."""
-        own = self.previous_plan(job_id)
+    def taken_keys(self, labels: dict[str, str], own: set[str]) -> list[Problem]:
+        """A problem for each planned key that already holds an object this job did not write
+        (`own`: the keys an earlier attempt of this job planned)."""
         taken = self.storage.existing(self.storage.archive, [key for key in labels if key not in own])
         return [Problem(labels[key], "exists-in-archive",
                         f"the archive already holds an object at {key!r} (another job's); it was left untouched")
@@ -274,6 +274,7 @@ class Worker:
         total = sum(member.size for _, member in pairs)
         self.reporter.step(jobs.INGEST_FILES, 0.0, bytesTotal=total, bytesDone=0)
         conditional = self.storage.conditional_create()
+        own = self.previous_plan(job_id)  # an earlier attempt's objects are this job's to overwrite
         planned: list[tuple[Member, Copy]] = []
         for entry, member in pairs:
             archive_key, file_id = key_of[entry.index]
@@ -290,11 +291,11 @@ class Worker:
                 open=lambda member=member: self.storage.open_range(bucket, key, member.data_offset, member.size),
                 metadata=object_metadata(job_id=job_id, file_id=file_id, hashtype=entry.hashtype, hashsum=entry.hashsum),
                 content_type=entry.mimetype or "application/octet-stream",
-                if_absent=conditional,
+                if_absent=conditional and archive_key not in own,
                 **server,
             )))
         labels = {copy.key: copy.label for _, copy in planned} | {metadata_key: METADATA_DOCUMENT}
-        problems += self.taken_keys(job_id, labels)
+        problems += self.taken_keys(labels, own)
         if not problems:  # nothing is written when a problem is known: the files are only verified
             self.record_plan(job_id, [copy.key for _, copy in planned] + [metadata_key])
         self.copy(self.batches(bucket, key, planned), jobs.INGEST_FILES, total, known=problems,

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.bundle import BundleError, Limits, Member, MemberType, TarIndex, TarScanner
-from ingest.bundle.tarstream import _tar_number
+from ingest.bundle.headers import tar_number as _tar_number
 from ingest.jobs import LOAD_METADATA, OPEN_TAR
 
 from .builders import END, info, make_bundle, make_tar, pad, patch_header, pax_record, raw_header, scan
