@@ -5,10 +5,11 @@ Every archive key the job will write is checked at `load metadata` (S3's length 
 that is another's folder, not the metadata document's key) and recorded in the staging bucket
 *before* the first byte is written, so a rollback - by this worker, by its next attempt, or by the
 operator after a crash - knows exactly what to remove. A key that already holds an object (another
-job's, another installation's) is never written nor planned, so no rollback can remove it. Every
-problem of a step is reported: at `ingest files` the other files are still verified after the
-first bad one (without being written), and the job fails with all of them. A bundle error fails the job at its step (never retried); any other
-error leaves the status to the operator, which retries or fails the job.
+job's, another installation's) is never written nor planned, so no rollback can remove it.
+Every problem of a step is reported: at `ingest files` the other files are still verified after
+the first bad one (without being written), and the job fails with all of them. A bundle error
+fails the job at its step (never retried); any other error leaves the status to the operator,
+which retries or fails the job.
 """
 from __future__ import annotations
 
@@ -279,9 +280,9 @@ class Worker:
         for entry, member in pairs:
             archive_key, file_id = key_of[entry.index]
             server = prehashed(index, entry, member, bucket, key)
-            if isinstance(server, Problem):
+            if isinstance(server, Problem):  # known from the API's hash: no need to read it again
                 problems.append(server)
-                server = {}
+                continue
             planned.append((member, Copy(
                 label=member.name,
                 key=archive_key,

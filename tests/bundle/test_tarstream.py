@@ -11,6 +11,7 @@ import random
 import tarfile
 import time
 import tracemalloc
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -528,8 +529,33 @@ def _synthetic_unit(count: int, member_size: int) -> bytes:
     return buf.getvalue()  # no end marker: units are concatenated
 
 
-@pytest.mark.parametrize(("member_size", "chunk", "floor_mb_s"), [(1 << 20, 8 << 20, 1000), (4096, 1 << 20, 100)])
-def test_scan_speed_of_a_1_gib_stream(member_size: int, chunk: int, floor_mb_s: int, capsys: pytest.CaptureFixture[str]) -> None:
+class _Repeated(io.RawIOBase):
+    """`unit` `repeats` times, then the end marker: the scanner's stream, for tarfile to read."""
+
+    def __init__(self, unit: bytes, repeats: int) -> None:
+        self.parts = [memoryview(unit)] * repeats + [memoryview(END)]
+        self.part = 0
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.part == len(self.parts):
+            return 0
+        current = self.parts[self.part]
+        count = min(len(buffer), len(current) - self.offset)
+        buffer[:count] = current[self.offset:self.offset + count]
+        self.offset += count
+        if self.offset == len(current):
+            self.part, self.offset = self.part + 1, 0
+        return count
+
+
+@pytest.mark.parametrize(("member_size", "chunk"), [(1 << 20, 8 << 20), (4096, 1 << 20)])
+def test_scan_speed_of_a_1_gib_stream(member_size: int, chunk: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """Faster than Python's own tar reader on the same stream, measured in the same run (a
+    baseline, not a fixed figure: the machine may be busy with other work)."""
     unit = _synthetic_unit((8 << 20) // (member_size + 512), member_size)
     repeats = (1 << 30) // len(unit) if member_size > 100_000 else (128 << 20) // len(unit)
     view = memoryview(unit)
@@ -541,11 +567,16 @@ def test_scan_speed_of_a_1_gib_stream(member_size: int, chunk: int, floor_mb_s: 
     scanner.feed(END)
     index = scanner.finish()
     elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    with tarfile.open(fileobj=io.BufferedReader(_Repeated(unit, repeats), 1 << 20), mode="r|") as tar:
+        count = sum(1 for _member in tar)
+    baseline = time.perf_counter() - started
     rate = repeats * len(unit) / elapsed / 1e6
     with capsys.disabled():
         print(f"\n  scan: {repeats * len(unit) / 2**20:.0f} MiB, {len(index.members)} members of {member_size} B, "
-              f"{chunk >> 10} KiB chunks: {rate:.0f} MB/s")
-    assert rate > floor_mb_s
+              f"{chunk >> 10} KiB chunks: {rate:.0f} MB/s; tarfile r|: {repeats * len(unit) / baseline / 1e6:.0f} MB/s")
+    assert count == len(index.members)
+    assert elapsed < baseline
 
 
 # -- property: damage is only ever a BundleError -------------------------------------------------
