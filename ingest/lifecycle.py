@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Any, Final, Mapping
+from typing import Any, Final, Mapping, Sequence
 
 from ingest import jobs
 

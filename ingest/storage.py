@@ -132,7 +132,7 @@ class Storage:
         headers["Content-Type"] = content_type
         headers["If-None-Match"] = "*"
         try:
-            self.minio._put_object(bucket, key, data, headers)  # noqa: SLF001 - see above
+            self.minio._put_object(bucket, key, data, headers)
         except S3Error as error:
             if error.code in {"PreconditionFailed", "ConditionalRequestConflict"}:
                 raise ObjectExists(key) from None

@@ -23,7 +23,8 @@ def test_templates_without_the_job_id_are_refused(name: str, value: str) -> None
 
 def test_the_defaults_keep_the_document_out_of_the_files_key_space() -> None:
     settings = Settings.from_env({})
-    assert (settings.archive_key_template, settings.metadata_key_template) == ("{job_id}/{subdir}/{name}", "{job_id}.metadata.json")
+    templates = (settings.archive_key_template, settings.metadata_key_template)
+    assert templates == ("{job_id}/{subdir}/{name}", "{job_id}.metadata.json")
 
 
 @pytest.mark.parametrize("component", ["ingest.api", "ingest.operator", "ingest.worker"])

@@ -18,7 +18,8 @@ message is `summary(...)`: a count line, then one line per file (up to a limit),
 from __future__ import annotations
 
 import dataclasses
-from typing import Final, Sequence
+from collections.abc import Sequence
+from typing import Final
 
 from ingest.jobs import INGEST_FILES, INGEST_METADATA, LOAD_METADATA, MOVE_FILES, OPEN_TAR, POLICY_VALIDATION
 
@@ -92,7 +93,7 @@ class BundleError(Exception):
 
     @classmethod
     def of_files(cls, task: str, problems: Sequence[Problem], *, total: int, verb: str,
-                 limit: int = DEFAULT_MAX_LISTED) -> "BundleError":
+                 limit: int = DEFAULT_MAX_LISTED) -> BundleError:
         """One error for every problem found in a step, its message made by `summary`."""
         return cls(task, summary(problems, total=total, verb=verb, limit=limit), problems)
 

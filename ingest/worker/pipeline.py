@@ -14,6 +14,7 @@ which retries or fails the job.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 from typing import Any
@@ -266,7 +267,7 @@ class Worker:
         metadata_key = self.metadata_key(job_id)
         keys = plan_keys(manifest.files, job_id=job_id, template=self.settings.archive_key_template,
                          file_ids=file_ids, reserved={metadata_key: METADATA_DOCUMENT}, limit=limit)
-        key_of = {entry.index: (archive_key, file_id) for entry, archive_key, file_id in zip(manifest.files, keys, file_ids)}
+        key_of = {entry.index: (archive_key, file_id) for entry, archive_key, file_id in zip(manifest.files, keys, file_ids, strict=True)}
         document = final_document(manifest, job_id, file_ids)
         self.reporter.step(jobs.LOAD_METADATA, 100.0, filesTotal=len(manifest.files))
 

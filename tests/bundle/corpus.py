@@ -33,7 +33,8 @@ import hashlib
 import io
 import json
 import tarfile
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ingest.jobs import INGEST_FILES, LOAD_METADATA, OPEN_TAR
 
@@ -152,7 +153,8 @@ def _gnu_latin1_unlisted() -> Case:
 
 
 def _gnu_latin1_listed() -> Case:
-    members = [member("data/run/caf\xe9.txt", NOTES), member("metadata.txt", metadata(entry("data/run/café.txt", NOTES)))]
+    members = [member("data/run/caf\xe9.txt", NOTES),
+               member("metadata.txt", metadata(entry("data/run/café.txt", NOTES)))]
     return Case("gnu-latin1-listed", "GNU tar in a Latin-1 locale: a listed member's name is not UTF-8",
                 write(members, fmt=tarfile.GNU_FORMAT, encoding="latin-1"), {}, INGEST_FILES,
                 ("data/run/café.txt", "not UTF-8", "UTF-8 names"))
@@ -183,11 +185,12 @@ def _gnu_sparse(listed: bool) -> Case:
     sparse = bytes(header) + bytes(extension) + pad(image)
     listed_entries = [entry("data/vm/disk.img", image)] if listed else []
     tail = write([member("data/run/scan.dat", SCAN),
-                  member("metadata.txt", metadata(entry("data/run/scan.dat", SCAN), *listed_entries))], fmt=tarfile.GNU_FORMAT)
+                  member("metadata.txt", metadata(entry("data/run/scan.dat", SCAN), *listed_entries))],
+                 fmt=tarfile.GNU_FORMAT)
     if listed:
         return Case("gnu-sparse-listed", "GNU tar --sparse: a listed sparse member", sparse + tail, {}, LOAD_METADATA,
                     ("data/vm/disk.img", "sparse file", "not a regular file"))
-    return Case("gnu-sparse-unlisted", "GNU tar --sparse: an unlisted sparse VM image with a sparse-map extension block",
+    return Case("gnu-sparse-unlisted", "GNU tar --sparse: an unlisted sparse VM image, its sparse map extended",
                 sparse + tail, {"data/run/scan.dat": SCAN})
 
 
@@ -250,7 +253,8 @@ def _pax_binary_charset() -> Case:
     raw = write(members)
     # A PAX path of raw bytes in another charset (what hdrcharset=BINARY announces), unlisted:
     record = pax_record("hdrcharset", "BINARY") + pax_record("path", b"data/\xe9t\xe9.txt")
-    odd = raw_header(b"PaxHeaders/x", size=len(record), typeflag=b"x") + pad(record) + raw_header(b"x", size=1) + pad(b"e")
+    odd = (raw_header(b"PaxHeaders/x", size=len(record), typeflag=b"x") + pad(record)
+           + raw_header(b"x", size=1) + pad(b"e"))
     return Case("pax-hdrcharset-binary", "PAX hdrcharset=BINARY: an unlisted path that is not UTF-8", odd + raw,
                 {"data/ok.txt": b"ok"})
 
@@ -268,7 +272,8 @@ def _pacifica_cli_dot_subdir() -> Case:
 def _dot_slash_directories() -> Case:
     members = [member("./", kind=tarfile.DIRTYPE), member("./data/", kind=tarfile.DIRTYPE),
                member("./data/run/", kind=tarfile.DIRTYPE), member("./data/run/empty/", kind=tarfile.DIRTYPE),
-               member("./data/run/scan.dat", SCAN), member("./metadata.txt", metadata(entry("data/run/scan.dat", SCAN)))]
+               member("./data/run/scan.dat", SCAN),
+               member("./metadata.txt", metadata(entry("data/run/scan.dat", SCAN)))]
     return Case("gnu-dot-slash-directories", "tar -C dir -cf - . (GNU): ./ prefixes and directory entries",
                 write(members, fmt=tarfile.GNU_FORMAT), {"data/run/scan.dat": SCAN})
 
@@ -302,7 +307,8 @@ def _commons_compress_spaces() -> Case:
 
 
 def _commons_compress_platform_encoding() -> Case:
-    members = [member("data/r\xe9sum\xe9.txt", NOTES), member("metadata.txt", metadata(entry("data/résumé.txt", NOTES)))]
+    members = [member("data/r\xe9sum\xe9.txt", NOTES),
+               member("metadata.txt", metadata(entry("data/résumé.txt", NOTES)))]
     return Case("commons-compress-iso-8859-1", "commons-compress before 1.21: a listed name in ISO-8859-1",
                 write(members, fmt=tarfile.GNU_FORMAT, encoding="iso-8859-1"), {}, INGEST_FILES,
                 ("data/résumé.txt", "not UTF-8", "UTF-8 names"))
@@ -338,7 +344,8 @@ def _windows_tar_ansi() -> Case:
 
 
 def _windows_backslashes() -> Case:
-    members = [member("data\\run1\\a.txt", b"hello"), member("metadata.txt", metadata(entry("data/run1/a.txt", b"hello")))]
+    members = [member("data\\run1\\a.txt", b"hello"),
+               member("metadata.txt", metadata(entry("data/run1/a.txt", b"hello")))]
     return Case("windows-backslash-separators", "7-Zip / .NET on Windows: \\ as the path separator", write(members), {},
                 INGEST_FILES, ("data/run1/a.txt", "backslash", "/ separators"))
 

@@ -15,8 +15,9 @@ import re
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -118,7 +119,8 @@ def test_4_an_empty_file_before_a_large_one_is_ingested_without_unbounded_reads(
     assert storage.get_range(settings.staging_bucket, "tests/ranges.bin", 1000, 0) == b""
     assert storage.open_range(settings.staging_bucket, "tests/ranges.bin", 1000, 0).read() == b""
     assert counted == []
-    assert storage.get_range(settings.staging_bucket, "tests/ranges.bin", 1000, 3) == bytes([1000 % 256, 1001 % 256, 1002 % 256])
+    expected = bytes([1000 % 256, 1001 % 256, 1002 % 256])
+    assert storage.get_range(settings.staging_bucket, "tests/ranges.bin", 1000, 3) == expected
     assert counted == ["GET bytes=1000-1002"]
     with pytest.raises(ValueError):
         storage.get_range(settings.staging_bucket, "tests/ranges.bin", 1000, -1)
@@ -160,7 +162,8 @@ def test_5_the_readme_move_example_works_verbatim_against_the_local_stack(
 ])
 def test_6_hash_problems_fail_at_load_metadata(api: httpx.Client, s3: Minio, label: str, entry: dict, task: str,
                                                 words: list[str]) -> None:
-    body = tar_of([("data/x/a.txt", b"alpha"), ("metadata.txt", metadata({**files_entry("a.txt", "x", b"alpha"), **entry}))])
+    document = metadata({**files_entry("a.txt", "x", b"alpha"), **entry})
+    body = tar_of([("data/x/a.txt", b"alpha"), ("metadata.txt", document)])
     assert_failed(s3, ingest(api, body), task, words)
 
 
@@ -171,7 +174,8 @@ def test_6_a_tar_of_only_zero_blocks_fails_at_load_metadata(api: httpx.Client, s
 
 def test_6_an_absolute_member_is_named_when_a_files_entry_expected_it(api: httpx.Client, s3: Minio) -> None:
     corpus = case("gnu-absolute-names")
-    assert_failed(s3, ingest(api, corpus.tar), "ingest files", ["data/run/scan.dat", "'/data/run/scan.dat'", "absolute name"])
+    assert_failed(s3, ingest(api, corpus.tar), "ingest files",
+                  ["data/run/scan.dat", "'/data/run/scan.dat'", "absolute name"])
 
 
 def test_7_every_bad_file_is_reported_and_nothing_is_kept(
@@ -220,8 +224,9 @@ def test_7_every_bad_files_entry_is_reported_at_load_metadata(api: httpx.Client,
 # -- the corpus: a representative handful of producers --------------------------------------------
 
 @pytest.mark.parametrize("name", [
-    "macos-bsdtar-appledouble", "gnu-longlink", "gnu-base256", "gnu-sparse-unlisted", "pax-fractional-negative-times",
-    "windows-tar-exe-ansi", "gnu-latin1-listed", "gnu-sparse-listed", "windows-backslash-separators", "gnu-concatenated",
+    "macos-bsdtar-appledouble", "gnu-longlink", "gnu-base256", "gnu-sparse-unlisted",
+    "pax-fractional-negative-times", "windows-tar-exe-ansi", "gnu-latin1-listed", "gnu-sparse-listed",
+    "windows-backslash-separators", "gnu-concatenated",
 ])
 def test_corpus_bundles_through_the_stack(api: httpx.Client, s3: Minio, name: str) -> None:
     corpus: Case = case(name)
