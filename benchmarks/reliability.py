@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -243,12 +244,12 @@ def run(stack: Stack, *, clients: int, bundles: int, faults: bool, duration: flo
     file_ids: list[int] = []
     run_ids = {int(job["spec"]["jobId"]) for job in ours}
     for item in s3.list_objects("ingest-archive", recursive=True):
-        head = item.object_name.split("/", 1)[0]
+        head = re.split(r"[/.]", item.object_name, maxsplit=1)[0]  # N/<file> and N.metadata.json
         if head.isdigit() and int(head) in run_ids and int(head) not in ok_ids:
             report.orphan_objects.append(item.object_name)
     for job_id in sorted(ok_ids):
         try:
-            document = json.loads(s3.get_object("ingest-archive", f"{job_id}/metadata.json").read())
+            document = json.loads(s3.get_object("ingest-archive", f"{job_id}.metadata.json").read())
             file_ids += [entry["_id"] for entry in document if entry.get("destinationTable") == "Files"]
             sample = known.get(job_id)
             if sample is None:

@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from ingest.bundle import DEFAULT_LIMITS, Limits
+from ingest.bundle import (
+    DEFAULT_KEY_TEMPLATE,
+    DEFAULT_LIMITS,
+    DEFAULT_METADATA_KEY_TEMPLATE,
+    Limits,
+    check_key_template,
+    check_metadata_key_template,
+)
 
 _SA_NAMESPACE_FILE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 MiB: Final = 1024 * 1024
@@ -37,12 +44,13 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_S3_TIMEOUT_SECONDS", "60", "Longest wait for an object store answer (a full or stuck store fails jobs, naming it)."),
     Var("INGEST_STAGING_BUCKET", "ingest-staging", "Bucket for uploaded bundles and move documents."),
     Var("INGEST_ARCHIVE_BUCKET", "ingest-archive", "Bucket for ingested files and metadata documents."),
-    Var("INGEST_ARCHIVE_KEY_TEMPLATE", "{job_id}/{subdir}/{name}", "Archive key of a file; fields job_id, file_id, subdir, name, path."),
-    Var("INGEST_METADATA_KEY_TEMPLATE", "{job_id}/metadata.json", "Archive key of a job's final metadata document."),
+    Var("INGEST_ARCHIVE_KEY_TEMPLATE", DEFAULT_KEY_TEMPLATE, "Archive key of a file; fields job_id (required), file_id, subdir, name, path."),
+    Var("INGEST_METADATA_KEY_TEMPLATE", DEFAULT_METADATA_KEY_TEMPLATE, "Archive key of a job's final metadata document (field job_id, required); outside the keys files can have."),
     Var("INGEST_PART_SIZE", str(16 * MiB), "Multipart part size in bytes (staging uploads and large files)."),
     Var("INGEST_MAX_BODY_BYTES", str(1024 * 1024 * MiB), "Largest accepted request body (413 above it)."),
     Var("INGEST_MAX_MEMBERS", "1000000", "Most tar members a bundle may hold."),
     Var("INGEST_MAX_METADATA_BYTES", str(64 * MiB), "Largest accepted metadata.txt (or /move document)."),
+    Var("INGEST_MAX_LISTED_PROBLEMS", str(DEFAULT_LIMITS.max_listed_problems), "Files a failed job's exception lists one line each (and status.problems holds); all are counted."),
     Var("INGEST_UPLOAD_CONCURRENCY", "16", "Files (or batches of small files) a worker uploads in parallel."),
     Var("INGEST_MOVE_ROOTS", "", "Colon-separated folders /move may take files from (mounted into worker Pods); empty: none."),
     Var("INGEST_MOVE_PVC", "", "PersistentVolumeClaim mounted into worker Pods for /move sources; empty: none."),
@@ -116,6 +124,7 @@ class Settings:
     max_body_bytes: int
     max_members: int
     max_metadata_bytes: int
+    max_listed_problems: int
     upload_concurrency: int
     move_roots: tuple[str, ...]
     move_pvc: str
@@ -175,6 +184,7 @@ class Settings:
             max_body_bytes=int(get("INGEST_MAX_BODY_BYTES")),
             max_members=int(get("INGEST_MAX_MEMBERS")),
             max_metadata_bytes=int(get("INGEST_MAX_METADATA_BYTES")),
+            max_listed_problems=max(1, int(get("INGEST_MAX_LISTED_PROBLEMS"))),
             upload_concurrency=max(1, int(get("INGEST_UPLOAD_CONCURRENCY"))),
             move_roots=tuple(root for root in get("INGEST_MOVE_ROOTS").split(":") if root),
             move_pvc=get("INGEST_MOVE_PVC"),
@@ -212,6 +222,11 @@ class Settings:
             operator_metrics_port=int(get("INGEST_OPERATOR_METRICS_PORT")),
         )
 
+    def __post_init__(self) -> None:
+        # A bad template is refused at start-up, by every component, not at the first job.
+        check_key_template(self.archive_key_template)
+        check_metadata_key_template(self.metadata_key_template)
+
     def worker_environment(self) -> dict[str, str]:
         """The settings a worker Pod needs, minus credentials (those come from `worker_secret`)."""
         secret = {"INGEST_S3_ACCESS_KEY", "INGEST_S3_SECRET_KEY"}
@@ -226,5 +241,5 @@ def bundle_limits(settings: Settings) -> Limits:
     """The bundle limits this deployment enforces (the API while streaming, the worker after)."""
     return dataclasses.replace(
         DEFAULT_LIMITS, max_members=settings.max_members, max_metadata_bytes=settings.max_metadata_bytes,
-        max_total_bytes=settings.max_body_bytes,
+        max_total_bytes=settings.max_body_bytes, max_listed_problems=settings.max_listed_problems,
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Any, Final, Mapping
+from typing import Any, Final, Mapping, Sequence
 
 from ingest import jobs
 
@@ -332,12 +332,16 @@ def committed_anyway(job: Job, now: datetime.datetime) -> Patch | None:
     return {"committed": True}
 
 
-def bundle_failed(job: Job, now: datetime.datetime, *, owner: Owner, task: str, message: str) -> Patch | None:
-    """The bundle's fault, found by its worker, which rolled back its own writes first."""
+def bundle_failed(job: Job, now: datetime.datetime, *, owner: Owner, task: str, message: str,
+                  problems: Sequence[Mapping[str, str]] = ()) -> Patch | None:
+    """The bundle's fault, found by its worker, which rolled back its own writes first.
+
+    `problems`: every file at fault (file, reason, detail), kept as `status.problems`."""
     if not job.owned_by(owner):
         return None
+    listed = {"problems": [dict(problem) for problem in problems]} if problems else {}
     return checked(job, {**progress(jobs.FAILED, task, 0.0, now, message), "phase": jobs.PHASE_FAILED,
-                         "finishedAt": stamp(now), "rolledBack": True, "rolledBackAt": stamp(now)})
+                         "finishedAt": stamp(now), "rolledBack": True, "rolledBackAt": stamp(now), **listed})
 
 
 # --- IngestCMD -------------------------------------------------------------------------------

@@ -4,6 +4,17 @@ The service only needs a handful of operations and they must behave the same on 
 local stack's Ceph RADOS Gateway, so this module sticks to what both agree on: idempotent
 "ensure bucket", digests kept as our own object metadata (multipart ETags are not MD5s), and
 failures compared by status class, not by error code.
+
+Reads are always bounded: the SDK turns a ranged read of length 0 into `bytes=<offset>-` (to the
+end of the object), which for an empty member of a 2 GiB bundle means reading the rest of the
+bundle into memory; a read of 0 bytes here makes no request at all.
+
+The archive is never overwritten. `existing` tells which of a job's planned keys already hold an
+object (one listing per key prefix), and where the store honours a conditional create
+(`If-None-Match: *`, probed once per process, since not every S3 server does; MinIO, AWS and the
+local stack's Ceph RGW 16.2 do on PUT) single-part writes carry it, so a key taken between the
+check and the write is refused (`ObjectExists`). Multipart uploads and server-side copies rely on
+the check alone.
 """
 from __future__ import annotations
 
@@ -11,6 +22,8 @@ import io
 import json
 import logging
 import os
+import threading
+import uuid
 from typing import Any, BinaryIO, Iterable, Mapping
 
 import urllib3
@@ -18,6 +31,7 @@ from minio import Minio
 from minio.commonconfig import ComposeSource, CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
+from minio.helpers import genheaders
 
 from ingest import jobs
 from ingest.config import Settings
@@ -52,6 +66,17 @@ def make_client(settings: Settings, *, pool_size: int = 32,
     )
 
 
+class ObjectExists(Exception):
+    """A conditional create found the key taken: the object there was left untouched."""
+
+
+#: Where the conditional-create probe writes (the staging bucket is the service's own).
+PROBE_PREFIX = "probes/"
+#: A key prefix is listed to find existing keys unless it holds more objects than this many per
+#: planned key (someone else's data): then each planned key is checked on its own.
+_LIST_FACTOR = 4
+
+
 def is_missing(error: BaseException) -> bool:
     return isinstance(error, S3Error) and error.code in {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}
 
@@ -64,6 +89,8 @@ class Storage:
         self.minio = client or make_client(settings)
         self.staging = settings.staging_bucket
         self.archive = settings.archive_bucket
+        self._conditional: bool | None = None
+        self._probe_lock = threading.Lock()
 
     def ensure_buckets(self) -> None:
         """Create both buckets if needed; MinIO says "already owned", RGW says 200: both are fine."""
@@ -79,16 +106,75 @@ class Storage:
     def put_stream(
         self, bucket: str, key: str, reader: BinaryIO, *, length: int = -1,
         metadata: Mapping[str, str] | None = None, parallel: int = 1, part_size: int | None = None,
-        content_type: str = "application/octet-stream",
+        content_type: str = "application/octet-stream", if_absent: bool = False,
     ) -> None:
         """Stream `reader` into `key` in fixed-size parts; an exception from `reader` aborts it.
 
-        Memory is about (parallel + 1) parts: keep `parallel` low where many streams run at once."""
+        Memory is about (parallel + 1) parts: keep `parallel` low where many streams run at once.
+        `if_absent`: refuse (`ObjectExists`) if the key holds an object, where the store can say so
+        atomically (a single-part write on a store that honours `If-None-Match`)."""
+        part = part_size or self.settings.part_size
+        if if_absent and 0 <= length <= part and self.conditional_create():
+            data = reader.read(length)  # the reader verifies the bytes before they are sent
+            self._put_if_absent(bucket, key, data, content_type=content_type, metadata=metadata)
+            return
         self.minio.put_object(
             bucket, key, reader, length, content_type=content_type,
-            metadata=dict(metadata or {}), part_size=part_size or self.settings.part_size,
+            metadata=dict(metadata or {}), part_size=part,
             num_parallel_uploads=parallel,
         )
+
+    def _put_if_absent(self, bucket: str, key: str, data: bytes, *, content_type: str,
+                       metadata: Mapping[str, str] | None) -> None:
+        # The SDK's put_object would file If-None-Match under user metadata (x-amz-meta-...), so the
+        # single-part PUT is sent through its lower layer with the header as S3 defines it.
+        headers = genheaders(dict(metadata or {}), None, None, None, False)
+        headers["Content-Type"] = content_type
+        headers["If-None-Match"] = "*"
+        try:
+            self.minio._put_object(bucket, key, data, headers)
+        except S3Error as error:
+            if error.code in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                raise ObjectExists(key) from None
+            raise
+
+    def conditional_create(self) -> bool:
+        """Whether the store refuses a second `If-None-Match: *` write of one key (probed once)."""
+        with self._probe_lock:
+            if self._conditional is None:
+                key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+                try:
+                    self._put_if_absent(self.staging, key, b"1", content_type="text/plain", metadata=None)
+                    try:
+                        self._put_if_absent(self.staging, key, b"2", content_type="text/plain", metadata=None)
+                        self._conditional = False
+                    except ObjectExists:
+                        self._conditional = True
+                finally:
+                    self.remove(self.staging, [key])
+            return self._conditional
+
+    def existing(self, bucket: str, keys: Iterable[str]) -> set[str]:
+        """Which of `keys` hold an object now: one listing per first path segment (`12/`), a stat
+        for a key without one or under a crowded prefix. Cost follows the keys, not the bucket."""
+        groups: dict[str, list[str]] = {}
+        for key in keys:
+            head, slash, _rest = key.partition("/")
+            groups.setdefault(head + slash if slash else key, []).append(key)
+        found: set[str] = set()
+        for prefix, members in groups.items():
+            if len(members) > 1 and prefix.endswith("/"):
+                wanted, seen = set(members), 0
+                for item in self.minio.list_objects(bucket, prefix=prefix, recursive=True):
+                    seen += 1
+                    if item.object_name in wanted:
+                        found.add(item.object_name)
+                    if seen > _LIST_FACTOR * len(members) + 1000:
+                        break
+                else:
+                    continue
+            found.update(key for key in members if self.stat(bucket, key) is not None)
+        return found
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.minio.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
@@ -106,6 +192,9 @@ class Storage:
             response.release_conn()
 
     def get_range(self, bucket: str, key: str, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length): never an open-ended read, no request for 0 bytes."""
+        if length <= 0:
+            return _no_bytes(length)
         response = self.minio.get_object(bucket, key, offset=offset, length=length)
         try:
             return response.read()
@@ -115,6 +204,8 @@ class Storage:
 
     def open_range(self, bucket: str, key: str, offset: int, length: int) -> urllib3.BaseHTTPResponse:
         """A streaming response for bytes [offset, offset+length); close() and release_conn() it."""
+        if length <= 0:
+            return io.BytesIO(_no_bytes(length))  # type: ignore[return-value]
         return self.minio.get_object(bucket, key, offset=offset, length=length)
 
     def stat(self, bucket: str, key: str) -> Any | None:
@@ -181,3 +272,8 @@ def rollback(storage: Storage, job_id: int) -> int:
     storage.remove(storage.archive, planned)
     log.info("job %s: rolled back %d archive keys", job_id, len(planned))
     return len(planned)
+
+def _no_bytes(length: int) -> bytes:
+    if length < 0:
+        raise ValueError(f"a ranged read of {length} bytes")
+    return b""

@@ -7,12 +7,21 @@ with its member (`match`), reads and hashes the members (`digests.hasher`), stor
 `task` is the Pacifica step to fail. Nothing here touches the network, Kubernetes or storage.
 """
 from .digests import ALGORITHMS, DEFAULT_HASHTYPE, hasher, normalise_hashsum, normalise_hashtype
-from .errors import BUNDLE_TASKS, BundleError
+from .errors import BUNDLE_TASKS, BundleError, Problem, summary
 from .limits import DEFAULT_LIMITS, Limits
 from .memberhash import PREHASH_MIN_SIZE, MemberHasher
 from .metadata import FileEntry, Manifest, final_document, parse_metadata, parse_move_document
-from .names import DEFAULT_KEY_TEMPLATE, archive_key, check_key_template, entry_path, normalise_member_name
-from .plan import archive_keys, match
+from .names import (
+    DEFAULT_KEY_TEMPLATE,
+    DEFAULT_METADATA_KEY_TEMPLATE,
+    MAX_KEY_BYTES,
+    archive_key,
+    check_key_template,
+    check_metadata_key_template,
+    entry_path,
+    normalise_member_name,
+)
+from .plan import VALIDATE_VERB, VERIFY_VERB, archive_keys, match, pair_members, plan_keys
 from .tarstream import METADATA_NAME, Member, MemberType, TarIndex, TarScanner
 
 __all__ = [
@@ -21,8 +30,13 @@ __all__ = [
     "DEFAULT_HASHTYPE",
     "DEFAULT_KEY_TEMPLATE",
     "DEFAULT_LIMITS",
+    "DEFAULT_METADATA_KEY_TEMPLATE",
+    "MAX_KEY_BYTES",
     "METADATA_NAME",
     "PREHASH_MIN_SIZE",
+    "Problem",
+    "VALIDATE_VERB",
+    "VERIFY_VERB",
     "BundleError",
     "FileEntry",
     "Limits",
@@ -35,6 +49,7 @@ __all__ = [
     "archive_key",
     "archive_keys",
     "check_key_template",
+    "check_metadata_key_template",
     "entry_path",
     "final_document",
     "hasher",
@@ -42,6 +57,9 @@ __all__ = [
     "normalise_hashsum",
     "normalise_hashtype",
     "normalise_member_name",
+    "pair_members",
     "parse_metadata",
     "parse_move_document",
+    "plan_keys",
+    "summary",
 ]

@@ -6,8 +6,9 @@ that ingests on one build ingests on every build. Hash types are case-insensitiv
 `sha256`). Hash sums must be hex of exactly the digest's length; upper case is accepted and
 lowered for comparison (the metadata document keeps what the client wrote).
 
-An unknown hash type fails at `ingest files`, where upstream fails it; a hash sum that cannot be
-a digest of that type fails there too (upstream would report it as a hash mismatch).
+An unknown hash type and a hash sum that cannot be a digest of that type fail at `load metadata`,
+before anything is uploaded, as Pacifica's contract (issue "Bundle ingest end to end") places
+them: no byte of such a file could ever be verified.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import hashlib
 import re
 from typing import Any, Callable, Final
 
-from ingest.jobs import INGEST_FILES
+from ingest.jobs import LOAD_METADATA
 
 from .errors import BundleError
 
@@ -33,12 +34,13 @@ _HEX: Final = re.compile(r"[0-9a-fA-F]+")
 
 
 def normalise_hashtype(hashtype: str, *, what: str) -> str:
-    """The canonical (lower-case) name of a supported hash type, or an `ingest files` BundleError."""
+    """The canonical (lower-case) name of a supported hash type, or a `load metadata` BundleError."""
     canonical = hashtype.lower()
     if canonical not in ALGORITHMS:
         raise BundleError(
-            INGEST_FILES,
+            LOAD_METADATA,
             f"{what} has the unknown hashtype {hashtype!r}; use one of {', '.join(sorted(ALGORITHMS))}",
+            reason="unknown-hashtype",
         )
     return canonical
 
@@ -48,9 +50,10 @@ def normalise_hashsum(hashsum: str, *, hashtype: str, what: str) -> str:
     expected = DIGEST_LENGTHS[hashtype]
     if len(hashsum) != expected or not _HEX.fullmatch(hashsum):
         raise BundleError(
-            INGEST_FILES,
+            LOAD_METADATA,
             f"{what} has a malformed {hashtype} hashsum {_shorten(hashsum)!r}: "
             f"expected {expected} hex digits",
+            reason="malformed-hashsum",
         )
     return hashsum.lower()
 

@@ -36,6 +36,9 @@ class Limits:
     #: Bytes of one tar extension payload (PAX `x`/`g` records, GNU `L`/`K` long names) and of all
     #: the extension payloads that precede one member together.
     max_extended_header_bytes: int = 1 * MIB
+    #: Files a failed job's exception lists one line each (and `status.problems` holds); every
+    #: problem is still counted in the summary line.
+    max_listed_problems: int = 20
 
 
 DEFAULT_LIMITS: Final = Limits()

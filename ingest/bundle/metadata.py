@@ -13,13 +13,14 @@ Which step a problem fails (see `errors.py` for the rule):
   than the one we store), NaN/Infinity (not JSON, cannot be written back), two values for one
   `Transactions.*` field, a Files entry missing `name`/`subdir`/`size`/`hashtype`/`hashsum` or
   with a field of the wrong type, an unsafe path (see `names.py`), two entries naming one file,
-  a `mimetype` that cannot be a Content-Type header, a string with a lone UTF-16 surrogate.
-* `ingest files` (upstream's step for them): an unknown `hashtype`, a `hashsum` that cannot be a
-  digest of that type.
+  a `mimetype` that cannot be a Content-Type header, an unknown `hashtype`, a `hashsum` that
+  cannot be a digest of that type, a string with a lone UTF-16 surrogate.
 * `move files`: a /move Files entry without a usable `source`.
 
-All `load metadata` problems of a document are reported before any later-step problem, because
-the worker fails the job at the first step that has one.
+Problems of the document as a whole stop at the first. Problems of Files entries are all
+collected: the error lists every bad entry (`BundleError.problems`), so the scientist fixes them
+in one go. All `load metadata` problems of a document are reported before any later-step problem,
+because the worker fails the job at the first step that has one.
 
 Deeply nested JSON cannot exhaust the stack: the C decoder raises RecursionError, which becomes a
 `load metadata` error, and the depth limit is checked iteratively after decoding.
@@ -35,7 +36,7 @@ from typing import Any, Final, Sequence
 from ingest.jobs import LOAD_METADATA, MOVE_FILES
 
 from .digests import normalise_hashsum, normalise_hashtype
-from .errors import BundleError
+from .errors import BundleError, Problem
 from .limits import DEFAULT_LIMITS, Limits
 from .names import DEFAULT_KEY_TEMPLATE, archive_key, entry_path
 
@@ -97,10 +98,13 @@ class Manifest:
         return sum(entry.size for entry in self.files)
 
 
-def parse_metadata(raw: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Manifest:
-    """Parse the bytes of a bundle's root metadata.txt (None: the bundle has none)."""
+def parse_metadata(raw: bytes | None, limits: Limits = DEFAULT_LIMITS, *, members: int | None = None) -> Manifest:
+    """Parse the bytes of a bundle's root metadata.txt (None: the bundle has none).
+
+    `members` is how many members the tar holds, so that an empty tar is named as such."""
     if raw is None:
-        raise BundleError(LOAD_METADATA, "the bundle has no metadata.txt at its root")
+        why = "the bundle is an empty tar archive (no members)" if members == 0 else "the bundle has no metadata.txt at its root"
+        raise BundleError(LOAD_METADATA, f"metadata.txt not found: {why}")
     return _parse(raw, limits=limits, source_name="metadata.txt", move=False)
 
 
@@ -147,7 +151,9 @@ def _parse(raw: bytes, *, limits: Limits, source_name: str, move: bool) -> Manif
         raise BundleError(
             LOAD_METADATA, f"{source_name} must be a JSON list of objects, not {_kind(document)}"
         )
-    later: list[BundleError] = []  # problems of later steps, raised once load metadata is clean
+    problems: list[Problem] = []  # bad Files entries, all reported together
+    later: list[Problem] = []  # problems of a later step (move files), raised once load metadata is clean
+    entries = 0
     files: list[FileEntry] = []
     transactions: dict[str, Any] = {}
     seen_paths: dict[str, FileEntry] = {}
@@ -162,13 +168,19 @@ def _parse(raw: bytes, *, limits: Limits, source_name: str, move: bool) -> Manif
                 LOAD_METADATA, f"item {index} of {source_name} has a destinationTable that is {_kind(table)}"
             )
         if table == FILES_TABLE:
-            entry = _file_entry(item, index, limits=limits, move=move, later=later)
+            entries += 1
+            try:
+                entry = _file_entry(item, index, limits=limits, move=move, later=later)
+            except BundleError as error:
+                problems.append(error.problem(_given_path(item, index)))
+                continue
             earlier = seen_paths.get(entry.path)
             if earlier is not None:
-                raise BundleError(
-                    LOAD_METADATA,
+                problems.append(Problem(
+                    entry.path, "duplicate-entry",
                     f"{earlier.label} and {entry.label} of {source_name} both name {entry.path}",
-                )
+                ))
+                continue
             seen_paths[entry.path] = entry
             files.append(entry)
         elif table.startswith(TRANSACTION_PREFIX) and table != TRANSACTION_ID_TABLE:
@@ -180,8 +192,11 @@ def _parse(raw: bytes, *, limits: Limits, source_name: str, move: bool) -> Manif
                     LOAD_METADATA, f"{source_name} gives {table} twice; refusing an ambiguous document"
                 )
             transactions[field] = item["value"]
+    limit = limits.max_listed_problems
+    if problems:
+        raise BundleError.of_files(LOAD_METADATA, problems, total=entries, verb=f"in {source_name} are refused", limit=limit)
     if later:
-        raise later[0]
+        raise BundleError.of_files(MOVE_FILES, later, total=entries, verb="cannot be moved", limit=limit)
     return Manifest(document=document, files=tuple(files), transactions=transactions)
 
 
@@ -299,34 +314,39 @@ def _check_depth(document: Any, *, limits: Limits, source_name: str) -> None:
 # -- Files entries -------------------------------------------------------------------------------
 
 
-def _file_entry(item: dict[str, Any], index: int, *, limits: Limits, move: bool, later: list[BundleError]) -> FileEntry:
+def _given_path(item: dict[str, Any], index: int) -> str:
+    """How a problem names an entry that has no valid path: the path as the client wrote it."""
+    subdir, name = item.get("subdir"), item.get("name")
+    if isinstance(name, str) and name and isinstance(subdir, str):
+        return "/".join(part for part in ("data", subdir.removeprefix("data/"), name) if part)
+    return f"Files entry {index}"
+
+
+def _file_entry(item: dict[str, Any], index: int, *, limits: Limits, move: bool, later: list[Problem]) -> FileEntry:
     name = item.get("name")
     what = f"Files entry {index}" + (f" ({json.dumps(name, ensure_ascii=False)})" if isinstance(name, str) else "")
     missing = [field for field in REQUIRED_FILE_FIELDS if field not in item or item[field] is None]
     if missing:
-        raise BundleError(LOAD_METADATA, f"{what} is missing {', '.join(missing)}")
+        raise BundleError(LOAD_METADATA, f"{what} is missing {', '.join(missing)}", reason="missing-field")
     for field in ("name", "subdir", "hashtype", "hashsum"):
         if not isinstance(item[field], str):
-            raise BundleError(LOAD_METADATA, f"{what} has a {field} that is {_kind(item[field])}, not a string")
+            raise BundleError(LOAD_METADATA, f"{what} has a {field} that is {_kind(item[field])}, not a string",
+                              reason="bad-field")
     size = item["size"]
     if type(size) is not int or size < 0:
-        raise BundleError(LOAD_METADATA, f"{what} has a size that is not a non-negative integer: {_short_repr(size)}")
+        raise BundleError(LOAD_METADATA, f"{what} has a size that is not a non-negative integer: {_short_repr(size)}",
+                          reason="bad-field")
     subdir: str = item["subdir"]
     path = entry_path(subdir, name, what=what, limits=limits)  # type: ignore[arg-type]
 
-    hashtype = item["hashtype"].lower()
-    hashsum = item["hashsum"]
-    try:
-        hashtype = normalise_hashtype(item["hashtype"], what=what)
-        hashsum = normalise_hashsum(item["hashsum"], hashtype=hashtype, what=what)
-    except BundleError as error:
-        later.append(error)
+    hashtype = normalise_hashtype(item["hashtype"], what=what)
+    hashsum = normalise_hashsum(item["hashsum"], hashtype=hashtype, what=what)
 
     source = item.get("source")
     if move:
         if not isinstance(source, str) or not source or "\x00" in source:
             detail = "has no source" if source is None or source == "" else f"has a source that is not a usable path: {_short_repr(source)}"
-            later.append(BundleError(MOVE_FILES, f"{what} {detail}"))
+            later.append(Problem(path, "bad-source", f"{what} {detail}"))
             source = None
     else:
         source = source if isinstance(source, str) else None
@@ -336,6 +356,7 @@ def _file_entry(item: dict[str, Any], index: int, *, limits: Limits, move: bool,
             LOAD_METADATA,
             f"{what} has a mimetype that cannot be a Content-Type (printable ASCII, at most "
             f"{MAX_MIMETYPE_LENGTH} characters): \"{mimetype.encode('unicode_escape').decode()[:80]}\"",
+            reason="bad-mimetype",
         )
     return FileEntry(
         index=index,

@@ -1,19 +1,22 @@
 """Member names: Pacifica's `data/<subdir>/<name>` rule, name safety, and archive object keys.
 
-Two kinds of names meet here:
+Two kinds of names meet here, and one normalisation (`path_parts`) serves both: empty and `.`
+components are dropped (`./data//a/b.txt` -> `data/a/b.txt`, a directory's trailing `/` goes
+too), so a member written by `tar -C dir -cf - .` matches a Files entry whose subdir pacifica-cli
+wrote as `./run42`.
 
-* **Tar member names**, as the scanner reads them. They are *normalised*, not judged: empty and
-  `.` components are dropped (`./data//a/b.txt` -> `data/a/b.txt`, a directory's trailing `/`
-  goes too), while `..` and a leading `/` are kept, so such a member can never equal a safe Files
-  path and is simply never matched. We never extract by member name, so an odd member that no
-  Files entry lists is harmless and ignored, as upstream ignores unlisted members.
+* **Tar member names**, as the scanner reads them. They are *normalised*, not judged: `..` and a
+  leading `/` are kept, so such a member can never equal a safe Files path and is simply never
+  matched. We never extract by member name, so an odd member that no Files entry lists is
+  harmless and ignored, as upstream ignores unlisted members (a name that is not UTF-8 is kept
+  with `\\xNN` escapes, which no Files path can contain, see below).
 * **Files entry paths**, built from a metadata entry's `subdir` and `name`. These become object
-  keys, so they are judged strictly: a NUL or other control character, a backslash (a path
-  separator to Windows tools that download the archive later), an absolute path, a `.` or `..`
-  component, an empty name, a path over `max_name_bytes` or a segment over `max_segment_bytes`
-  (UTF-8 bytes) is refused at `load metadata`, before any byte moves. Names are compared as given:
-  no Unicode normalisation, so an NFD name in the tar matches only an NFD name in metadata.txt,
-  exactly as upstream.
+  keys, so they are judged strictly: only a `..` component, an absolute path and a NUL or other
+  control character are refused - plus a backslash (a path separator to Windows tools that
+  download the archive later, and the escape character of undecodable member names), an empty
+  name, a path over `max_name_bytes` or a segment over `max_segment_bytes` (UTF-8 bytes), all at
+  `load metadata`, before any byte moves. Names are compared as given: no Unicode normalisation,
+  so an NFD name in the tar matches only an NFD name in metadata.txt, exactly as upstream.
 
 Pacifica's rule for the member of an entry: `data/<subdir>/<name>`, where `subdir` may or may not
 start with `data/` and empty components are ignored (`data/a/b/`, `data//a/b` and `a/b` all mean
@@ -42,9 +45,19 @@ DATA_DIR: Final = "data"
 #: Empty components in the rendered key are dropped, so a root-level file gets `{job_id}/{name}`.
 DEFAULT_KEY_TEMPLATE: Final = "{job_id}/{subdir}/{name}"
 KEY_FIELDS: Final = frozenset({"job_id", "subdir", "name", "path", "member", "file_id"})
+#: The key of a job's own metadata document. It sits beside the job's folder, not in it: with the
+#: file template above every file key has a `/` after the job id, so no user path can produce it.
+DEFAULT_METADATA_KEY_TEMPLATE: Final = "{job_id}.metadata.json"
+#: S3's limit on an object key (UTF-8 bytes); MinIO and AWS refuse longer keys.
+MAX_KEY_BYTES: Final = 1024
 
 # C0 controls and DEL: NUL would truncate names in C code, the others break logs and headers.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def path_parts(raw: str) -> list[str]:
+    """The components of a path, without empty and `.` ones: the one rule for both sides."""
+    return [part for part in raw.split("/") if part not in ("", ".")]
 
 
 def normalise_member_name(raw: str) -> str:
@@ -55,8 +68,7 @@ def normalise_member_name(raw: str) -> str:
     """
     if "/" not in raw and raw not in ("", "."):
         return raw  # the common case, kept cheap: one member per header, up to a million headers
-    parts = [part for part in raw.split("/") if part not in ("", ".")]
-    joined = "/".join(parts)
+    joined = "/".join(path_parts(raw))
     if raw.startswith("/"):
         return "/" + joined
     return joined or "."
@@ -93,30 +105,37 @@ def entry_path(subdir: str, name: str, *, what: str, limits: Limits = DEFAULT_LI
             raise BundleError(
                 LOAD_METADATA,
                 f"{what} has a control character ({bad.group()!r}) in its {field} {value!r}",
+                reason="unsafe-path",
             )
         if "\\" in value:
             raise BundleError(
                 LOAD_METADATA,
                 f"{what} has a backslash in its {field} {value!r}; use / to separate directories",
+                reason="unsafe-path",
             )
         if value.startswith("/"):
             raise BundleError(
-                LOAD_METADATA, f"{what} has an absolute {field} {value!r}; it must be relative to data/"
+                LOAD_METADATA, f"{what} has an absolute {field} {value!r}; it must be relative to data/",
+                reason="unsafe-path",
             )
-    if not name or name.endswith("/"):
-        raise BundleError(LOAD_METADATA, f"{what} has no file name (name {name!r})")
-    subdir_parts = [part for part in subdir.split("/") if part]
+    subdir_parts = path_parts(subdir)
     if subdir_parts and subdir_parts[0] == DATA_DIR:
         del subdir_parts[0]
-    parts = subdir_parts + [part for part in name.split("/") if part]
-    for part in parts:
-        if part in (".", ".."):
-            raise BundleError(
-                LOAD_METADATA,
-                f"{what} has a {part!r} component in its path (subdir {subdir!r}, name {name!r})",
-            )
+    name_parts = path_parts(name)
+    if not name_parts or name.endswith("/"):
+        raise BundleError(LOAD_METADATA, f"{what} has no file name (name {name!r})", reason="no-name")
+    parts = subdir_parts + name_parts
+    if ".." in parts:
+        raise BundleError(
+            LOAD_METADATA,
+            f"{what} has a '..' component in its path (subdir {subdir!r}, name {name!r})",
+            reason="unsafe-path",
+        )
     path = "/".join([DATA_DIR, *parts])
-    check_name_limits(path, limits=limits, what=f"the path {_shorten(path)!r} of {what}", task=LOAD_METADATA)
+    try:
+        check_name_limits(path, limits=limits, what=f"the path {_shorten(path)!r} of {what}", task=LOAD_METADATA)
+    except BundleError as error:
+        raise BundleError(LOAD_METADATA, error.message, reason="name-too-long") from None
     return path
 
 
@@ -137,6 +156,21 @@ def check_key_template(template: str) -> None:
         fields.add(field)
     if not fields & {"name", "path", "member", "file_id"}:
         raise ValueError(f"archive key template {template!r} names no file ({{name}}, {{path}} or {{file_id}})")
+    if "job_id" not in fields:
+        # Without the job id, two jobs (or two installations sharing a bucket) write the same keys.
+        raise ValueError(f"archive key template {template!r} must contain {{job_id}}")
+
+
+def check_metadata_key_template(template: str) -> None:
+    """The metadata document's key: `{job_id}` and nothing else may be a field (ValueError)."""
+    fields = {field for _literal, field, _spec, _conversion in string.Formatter().parse(template) if field is not None}
+    if fields != {"job_id"} or "{job_id:" in template or "{job_id!" in template:
+        raise ValueError(f"metadata key template {template!r} must contain {{job_id}} and no other field")
+
+
+def key_length(key: str) -> int:
+    """An object key's length as S3 counts it (UTF-8 bytes)."""
+    return len(key.encode("utf-8", "surrogatepass"))
 
 
 def archive_key(

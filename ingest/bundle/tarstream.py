@@ -11,7 +11,8 @@ driven by chunks pushed from an ASGI receive loop without a thread and a pipe, a
 generic (`ReadError("invalid header")`) where we must say what is wrong and where. The header
 format itself is small, so this module parses it directly: the 512-byte header block (ustar, GNU
 and old v7), the checksum (unsigned and, like `tarfile`, the historic signed variant), octal and
-base-256 numbers, PAX `x`/`X` records (path, linkpath, size, mtime; `GNU.sparse.*` refused), PAX
+base-256 numbers, PAX `x`/`X` records (path, linkpath, size, mtime; `GNU.sparse.*` marks a sparse
+member), PAX
 `g` global records (parsed, then ignored, as `tarfile` ignores them for a member without an `x`
 header; a global `size` is refused because it would frame members differently in other readers),
 and GNU `L`/`K` long names. Which member types carry data follows `tarfile` exactly (regular
@@ -24,8 +25,16 @@ blocks are copied (512 bytes each), plus the extension payloads (bounded by
 `max_extended_header_bytes`) and the metadata.txt bytes (bounded by `max_metadata_bytes`). Memory
 is O(index), never O(bundle).
 
-Names and metadata.txt: member names are decoded as strict UTF-8 (anything else is refused) and
-normalised by `names.normalise_member_name` (`./data//a` -> `data/a`). The root metadata.txt is the
+Strict on what the service uses, opaque on what it skips: the layout of the headers (checksums,
+sizes, the framing of extension records) is checked hard, because a reader that frames members
+differently would read other bytes; a member's name, type and other fields are only recorded.
+Names are decoded as UTF-8; a name that is not UTF-8 (GNU tar in a Latin-1 locale, Windows'
+tar.exe, commons-compress with a platform encoding) is kept with `\\xNN` escapes, a NUL in a PAX
+path as `\\x00`, and a name longer than `max_name_bytes` is cut and marked: none of these can equal
+a Files entry's path (a backslash is refused there), so such members are simply never used.
+GNU sparse members (old `S` headers with their extension blocks, and PAX `GNU.sparse.*`) are
+framed like `tarfile` frames them and recorded as `sparse`, refused only if a Files entry lists
+one. Names are normalised by `names.normalise_member_name` (`./data//a` -> `data/a`). The root metadata.txt is the
 member whose *normalised* name is `metadata.txt`, so `./metadata.txt` (what `tar -C dir -cf - .`
 writes) counts too. Upstream accepts only the exact name; accepting both breaks no client that
 works upstream, and a bundle holding both is refused as ambiguous (`load metadata`), as is a
@@ -34,7 +43,8 @@ metadata.txt that is not a regular file. Its bytes are the only member data the 
 Strictness: the end-of-archive marker (two zero blocks) must be present and only zero bytes may
 follow it (the record padding tar writers add); a lone zero block followed by more headers (two
 tars concatenated, or damage) is refused rather than guessed at. A tar without any member is
-refused at `open tar`, as `tarfile` refuses it ("empty file") upstream.
+left to `load metadata`, which says metadata.txt was not found (as upstream, where the step that
+looks for metadata.txt is the one that fails).
 """
 from __future__ import annotations
 
@@ -43,17 +53,16 @@ import binascii
 import dataclasses
 import enum
 import json
-import re
 import struct
 from typing import Any, Final
 
 from ingest.jobs import LOAD_METADATA, OPEN_TAR
 
 from .errors import BundleError
+from .headers import BLOCK, decode_name, nts, octal, padded, parse_pax, sniff_compression, tar_number
 from .limits import DEFAULT_LIMITS, Limits
-from .names import check_name_limits, normalise_member_name
+from .names import normalise_member_name
 
-BLOCK: Final = 512
 ZERO_BLOCK: Final = bytes(BLOCK)
 METADATA_NAME: Final = "metadata.txt"
 INDEX_FORMAT: Final = "ingest.bundle.index/1"
@@ -69,6 +78,7 @@ class MemberType(enum.StrEnum):
     CHARDEV = "chardev"
     BLOCKDEV = "blockdev"
     FIFO = "fifo"
+    SPARSE = "sparse"
     OTHER = "other"
 
 
@@ -94,21 +104,9 @@ _LONGLINK_TYPE: Final = b"K"
 _SPARSE_TYPE: Final = b"S"
 _POSIX_MAGIC: Final = b"ustar\x00"
 
-_OCTAL: Final = re.compile(rb"[0-7]+")
-_PAX_LENGTH: Final = re.compile(rb"([1-9][0-9]{0,8}) ")
-_PAX_MTIME: Final = re.compile(r"-?[0-9]{1,20}(\.[0-9]{0,20})?")
 _SIGNED_HEAD: Final = struct.Struct("148b")
 _SIGNED_TAIL: Final = struct.Struct("356b")
 
-# (name, magic bytes) of the compressed formats a client might send by mistake.
-_COMPRESSION_MAGIC: Final = (
-    ("gzip", b"\x1f\x8b"),
-    ("bzip2", b"BZh"),
-    ("xz", b"\xfd7zXZ\x00"),
-    ("zstd", b"\x28\xb5\x2f\xfd"),
-    ("lz4", b"\x04\x22\x4d\x18"),
-    ("zip", b"PK\x03\x04"),
-)
 _CAPTURE_PLACES: Final = {
     "metadata": "inside metadata.txt",
     "pax": "inside a PAX extended header",
@@ -251,6 +249,7 @@ class TarScanner:
         self._current = ""  # the last member's name, for messages
         self._where = ""  # what the bytes being skipped or captured belong to, for messages
         self._zero_at: int | None = None  # offset of a first zero block (the end marker's first half)
+        self._sparse_blocks: tuple[str, int, int] | None = None  # old GNU sparse: (name, header offset, size)
         self._ended = False
         self._error: BundleError | None = None
         self._finished = False
@@ -329,7 +328,7 @@ class TarScanner:
                 self._pending += view[i : i + take]
                 i += take
                 if start == 0:
-                    _sniff_compression(bytes(self._pending))
+                    sniff_compression(bytes(self._pending))
                 if len(self._pending) < BLOCK:
                     break
                 block = bytes(self._pending)
@@ -338,7 +337,7 @@ class TarScanner:
                 block = bytes(view[i : i + BLOCK])
                 i += BLOCK
                 if start == 0:
-                    _sniff_compression(block)
+                    sniff_compression(block)
             self._block(block, start)
         self._offset += size
 
@@ -356,6 +355,14 @@ class TarScanner:
     # -- header blocks -----------------------------------------------------------------------
 
     def _block(self, block: bytes, offset: int) -> None:
+        if self._sparse_blocks is not None:
+            # An old GNU sparse header's extension block: sparse map entries, and a flag (byte
+            # 504) saying whether another such block follows. The member's data comes after.
+            if not block[504]:
+                name, header_offset, size = self._sparse_blocks
+                self._sparse_blocks = None
+                self._add(Member(name, MemberType.SPARSE, header_offset, offset + BLOCK, size))
+            return
         if block == ZERO_BLOCK:
             if self._ext_offset is not None:
                 raise BundleError(
@@ -378,8 +385,8 @@ class TarScanner:
         size = self._number(block[124:136], "size", offset)
         if size < 0:
             raise BundleError(OPEN_TAR, f"the tar header at offset {offset} has a negative size ({size})")
-        if offset + BLOCK + _padded(size) > self._limits.max_total_bytes:
-            name = self._ext.get("path") or _nts(block[0:100]).decode("utf-8", "replace")
+        if offset + BLOCK + padded(size) > self._limits.max_total_bytes:
+            name = self._ext.get("path") or nts(block[0:100]).decode("utf-8", "replace")
             raise BundleError(
                 OPEN_TAR,
                 f"the tar header at offset {offset} ({name!r}) declares {size} bytes, which takes the "
@@ -391,19 +398,12 @@ class TarScanner:
             self._start_extension("longname", size, offset)
         elif typeflag == _LONGLINK_TYPE:
             self._start_extension("longlink", size, offset)
-        elif typeflag == _SPARSE_TYPE:
-            name = self._ext.get("path") or _nts(block[0:100]).decode("utf-8", "replace")
-            raise BundleError(
-                OPEN_TAR,
-                f"the tar member {name!r} at offset {offset} is a GNU sparse file; sparse members are "
-                "not supported (create the tar without --sparse)",
-            )
         else:
             self._member(block, typeflag, size, offset)
 
     def _check_checksum(self, block: bytes, offset: int) -> None:
         field = block[148:156]
-        stored = _octal(field)
+        stored = octal(field)
         # The checksum field itself counts as eight spaces (8 * 0x20 = 256).
         unsigned = sum(block) - sum(field) + 256
         if stored == unsigned:
@@ -423,7 +423,7 @@ class TarScanner:
         )
 
     def _number(self, field: bytes, what: str, offset: int) -> int:
-        value = _tar_number(field)
+        value = tar_number(field)
         if value is None:
             raise BundleError(
                 OPEN_TAR, f"the tar header at offset {offset} has an invalid {what} field {field!r}"
@@ -451,7 +451,7 @@ class TarScanner:
         self._capture_at = offset
         self._where = _CAPTURE_PLACES[kind] + f" (header at offset {offset})"
         self._capture_parts = []
-        self._capture_pad = _padded(size) - size
+        self._capture_pad = padded(size) - size
         self._capture_left = size
         if not size:
             self._end_capture()
@@ -464,9 +464,9 @@ class TarScanner:
         if kind == "metadata":
             self._metadata = payload
         elif kind == "pax":
-            self._ext.update(_parse_pax(payload, offset, is_global=False))
+            self._ext.update(parse_pax(payload, offset, is_global=False))
         elif kind == "global":
-            records = _parse_pax(payload, offset, is_global=True)
+            records = parse_pax(payload, offset, is_global=True)
             if "size" in records:
                 raise BundleError(
                     OPEN_TAR,
@@ -475,7 +475,7 @@ class TarScanner:
                 )
         elif kind in ("longname", "longlink"):
             key = "longname" if kind == "longname" else "longlink"
-            self._ext[key] = _decode_name(_nts(payload), offset, "GNU long name")
+            self._ext[key] = decode_name(nts(payload))
 
     # -- members -----------------------------------------------------------------------------
 
@@ -486,58 +486,69 @@ class TarScanner:
 
         name = ext.get("path") or ext.get("longname")
         if not name:
-            raw = _nts(block[0:100])
+            raw = nts(block[0:100])
             if block[257:263] == _POSIX_MAGIC and block[345] != 0:
-                raw = _nts(block[345:500]) + b"/" + raw
-            name = _decode_name(raw, offset, "member name")
-        # Messages about the member use header_offset, the offset its index record will carry.
-        if "\x00" in name:
-            raise BundleError(
-                OPEN_TAR, f"the tar member name at offset {header_offset} contains a NUL byte: {name[:80]!r}"
-            )
-        if ext.get("sparse"):
-            raise BundleError(
-                OPEN_TAR,
-                f"the tar member {name[:200]!r} at offset {header_offset} is a sparse file (GNU.sparse PAX "
-                "records); sparse members are not supported (create the tar without --sparse)",
-            )
-        check_name_limits(
-            name, limits=self._limits, what=f"the tar member name at offset {header_offset}", task=OPEN_TAR
-        )
+                raw = nts(block[345:500]) + b"/" + raw
+            name = decode_name(raw)
+        name = self._opaque_name(name)
 
         kind = _TYPEFLAGS.get(typeflag, MemberType.OTHER)
         if typeflag == b"\x00" and name.endswith("/"):
             kind = MemberType.DIR  # old v7 tars mark directories by a trailing slash only
+        if typeflag == _SPARSE_TYPE or ext.get("sparse"):
+            kind = MemberType.SPARSE
         if "size" in ext:
             size = ext["size"]
         data_size = 0 if kind in _NO_DATA else size
         data_offset = offset + BLOCK
-        if data_offset + _padded(data_size) > self._limits.max_total_bytes:
+        if data_offset + padded(data_size) > self._limits.max_total_bytes:
             raise BundleError(
                 OPEN_TAR,
                 f"the tar member {name!r} at offset {header_offset} declares {data_size} bytes, which takes "
                 f"the bundle over the limit of {self._limits.max_total_bytes} bytes (max_total_bytes)",
             )
-        linkname = ext.get("linkpath") or ext.get("longlink") or _nts(block[157:257]).decode("utf-8", "replace")
-        mode = self._number(block[100:108], "mode", offset) & 0o7777777  # base-256 could be negative
+        linkname = self._opaque_name(ext.get("linkpath") or ext.get("longlink") or decode_name(nts(block[157:257])))
+        # Mode and mtime frame nothing and are never used to read data: an odd value is recorded as 0.
+        mode = (tar_number(block[100:108]) or 0) & 0o7777777  # base-256 could be negative
         mtime = ext.get("mtime")
         if mtime is None:
-            mtime = self._number(block[136:148], "mtime", offset)
+            mtime = tar_number(block[136:148]) or 0
 
+        normalised = normalise_member_name(name)
+        if typeflag == _SPARSE_TYPE and block[482]:
+            # Extension blocks of the sparse map follow this header before the data.
+            self._check_count()
+            self._sparse_blocks = (normalised, header_offset, data_size)
+            self._current = normalised
+            self._where = f"inside the sparse map of member {normalised!r} (header at offset {header_offset})"
+            return
+        self._add(Member(normalised, kind, header_offset, data_offset, data_size, linkname, mode, mtime))
+
+    def _opaque_name(self, name: str) -> str:
+        """A name fit for the index: a NUL escaped, an overlong name cut and marked (never matched)."""
+        if "\x00" in name:
+            name = name.replace("\x00", "\\x00")
+        limit = self._limits.max_name_bytes
+        if len(name) > limit // 4 and len(name.encode("utf-8", "surrogatepass")) > limit:
+            name = name[: limit // 4] + f"\\...(a name of {len(name.encode('utf-8', 'surrogatepass'))} bytes)"
+        return name
+
+    def _check_count(self) -> None:
         if len(self._members) >= self._limits.max_members:
             raise BundleError(
                 OPEN_TAR,
                 f"the bundle has more than {self._limits.max_members} members (max_members)",
             )
-        normalised = normalise_member_name(name)
-        member = Member(normalised, kind, header_offset, data_offset, data_size, linkname, mode, mtime)
+
+    def _add(self, member: Member) -> None:
+        self._check_count()
         self._members.append(member)
-        self._current = normalised
-        if normalised == METADATA_NAME:
+        self._current = member.name
+        if member.name == METADATA_NAME:
             self._start_metadata(member)
         else:
-            self._skip = _padded(data_size)
-            self._where = f"inside member {normalised!r} (header at offset {header_offset})"
+            self._skip = padded(member.size)
+            self._where = f"inside member {member.name!r} (header at offset {member.header_offset})"
 
     def _start_metadata(self, member: Member) -> None:
         if self._metadata_offset is not None:
@@ -568,7 +579,7 @@ class TarScanner:
         if self._pending:
             start = total - len(self._pending)
             if start == 0:
-                _sniff_compression(bytes(self._pending))
+                sniff_compression(bytes(self._pending))
                 raise BundleError(
                     OPEN_TAR, f"the bundle is not a tar archive (only {total} bytes, less than one tar header)"
                 )
@@ -583,121 +594,11 @@ class TarScanner:
                 f"the bundle is truncated at byte {total}: the tar extension header at offset "
                 f"{self._ext_offset} is not followed by a member",
             )
+        if self._sparse_blocks is not None:
+            raise BundleError(OPEN_TAR, f"the bundle is truncated at byte {total}, {self._where}")
         if self._zero_at is None:
             raise BundleError(
                 OPEN_TAR,
                 f"the bundle is truncated at byte {total}: the tar end-of-archive marker is missing",
             )
-        if not self._members:
-            raise BundleError(OPEN_TAR, "the bundle is an empty tar archive (no members)")
         # A single zero block at the very end is accepted: tarfile stops at the first one too.
-
-
-# -- helpers: fields, numbers, PAX records -------------------------------------------------------
-
-
-def _padded(size: int) -> int:
-    """Bytes a payload of `size` occupies, rounded up to whole blocks."""
-    return (size + BLOCK - 1) // BLOCK * BLOCK
-
-
-def _nts(field: bytes) -> bytes:
-    """A NUL-terminated string field, without the NUL and what follows."""
-    end = field.find(b"\x00")
-    return field if end < 0 else field[:end]
-
-
-def _octal(field: bytes) -> int | None:
-    """An octal number field (NUL/space terminated, blank = 0), or None if it is not one."""
-    text = _nts(field).strip(b" ")
-    if not text:
-        return 0
-    if not _OCTAL.fullmatch(text):
-        return None
-    return int(text, 8)
-
-
-def _tar_number(field: bytes) -> int | None:
-    """An octal field, or a GNU base-256 one (first byte 0x80 positive, 0xff negative)."""
-    lead = field[0]
-    if lead == 0x80:
-        return int.from_bytes(field[1:], "big")
-    if lead == 0xFF:
-        return int.from_bytes(field[1:], "big") - (1 << (8 * (len(field) - 1)))
-    return _octal(field)
-
-
-def _decode_name(raw: bytes, offset: int, what: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BundleError(
-            OPEN_TAR, f"the tar {what} at offset {offset} is not valid UTF-8: {raw[:48]!r}"
-        ) from None
-
-
-def _sniff_compression(prefix: bytes) -> None:
-    for name, magic in _COMPRESSION_MAGIC:
-        if prefix[: len(magic)] == magic:
-            if name == "zip":
-                raise BundleError(OPEN_TAR, "the bundle is a zip archive; send an uncompressed tar")
-            raise BundleError(OPEN_TAR, f"the bundle is compressed ({name}); send an uncompressed tar")
-
-
-def _parse_pax(payload: bytes, offset: int, *, is_global: bool) -> dict[str, Any]:
-    """The values of a PAX header that matter to us; malformed records are an `open tar` error.
-
-    Each record is `"<length> <key>=<value>\\n"`, where length counts the whole record. A record
-    with an empty value deletes the key (POSIX). Trailing NUL padding is tolerated.
-    """
-    header = "PAX global header" if is_global else "PAX extended header"
-
-    def corrupt(detail: str) -> BundleError:
-        return BundleError(OPEN_TAR, f"the {header} at offset {offset} is malformed ({detail})")
-
-    values: dict[str, Any] = {}
-    pos, end = 0, len(payload)
-    while pos < end:
-        if payload[pos] == 0 and payload.count(0, pos) == end - pos:
-            break
-        match = _PAX_LENGTH.match(payload, pos)
-        if match is None:
-            raise corrupt(f"no record length at byte {pos}")
-        length = int(match.group(1))
-        stop = pos + length
-        if stop > end or payload[stop - 1] != 0x0A:
-            raise corrupt(f"the record at byte {pos} does not end where its length says")
-        record = payload[match.end() : stop - 1]
-        key_bytes, equals, value = record.partition(b"=")
-        if not equals or not key_bytes:
-            raise corrupt(f"the record at byte {pos} has no key=value")
-        try:
-            key = key_bytes.decode("utf-8")
-        except UnicodeDecodeError:
-            raise corrupt(f"the key at byte {pos} is not UTF-8") from None
-        pos = stop
-        if key.startswith("GNU.sparse."):
-            values["sparse"] = True
-            continue
-        if key not in ("path", "linkpath", "size", "mtime"):
-            continue  # uid, gid, uname, atime, ctime, comment, hdrcharset, SCHILY.*, LIBARCHIVE.*: not ours
-        if not value:
-            values.pop(key, None)
-            continue
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BundleError(
-                OPEN_TAR, f"the {header} at offset {offset} has a {key} that is not valid UTF-8: {value[:48]!r}"
-            ) from None
-        if key == "size":
-            if len(text) > 20 or not text.isascii() or not text.isdigit():
-                raise corrupt(f"size {text[:40]!r} is not a decimal number")
-            values["size"] = int(text)
-        elif key == "mtime":
-            if not _PAX_MTIME.fullmatch(text):
-                raise corrupt(f"mtime {text[:40]!r} is not a number")
-            values["mtime"] = int(float(text)) if "." in text else int(text)
-        else:
-            values[key] = text
-    return values

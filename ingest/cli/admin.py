@@ -50,7 +50,12 @@ def command_job(store: kube.JobStore, args: argparse.Namespace) -> Any:
 
 
 def command_get(store: kube.JobStore, args: argparse.Namespace) -> Any:
-    return jobs.state_document(find(store, args.job_id))
+    job = find(store, args.job_id)
+    document = jobs.state_document(job)
+    problems = (job.get("status") or {}).get("problems")
+    if problems:  # every file a failed job found at fault: file, reason code, detail
+        document["problems"] = problems
+    return document
 
 
 def command_list(store: kube.JobStore, args: argparse.Namespace) -> Any:

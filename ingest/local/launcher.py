@@ -2,8 +2,10 @@
 
 `up` runs everything in the foreground (Ctrl-C stops it all); `up --detach` starts everything in
 the background, waits until every part answers and writes `.local/stack.json` (and prints it);
-`down` stops by pid, idempotently; `status` says what runs. Data lives under the stack directory
-(`.local/` by default) and survives `down`/`up`. The same `Stack` class is what the integration
+`down` stops by pid, idempotently; `status` says what runs and how full the object store is. Data
+lives under the stack directory (`.local/` by default) and survives `down`/`up`. Unless
+INGEST_MOVE_ROOTS is set, `/move` takes files from the stack's drop folder `<dir>/move/`, so the
+README's `/move` example works out of the box. The same `Stack` class is what the integration
 tests start, so tests and `make run` exercise one thing.
 """
 from __future__ import annotations
@@ -85,6 +87,7 @@ class Stack:
     namespace: str = "ingest"
     ports: dict[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_PORTS))
     env: dict[str, str] = dataclasses.field(default_factory=dict)  # extra settings for API/operator/workers
+    store_size: int = objectstore.DEFAULT_BLOCK_SIZE  # the object store's capacity (its OSD's sparse file)
 
     def __post_init__(self) -> None:
         self.directory = Path(self.directory).resolve()
@@ -121,9 +124,19 @@ class Stack:
         return {"endpoint": f"127.0.0.1:{self.ports['s3']}", "access_key": "ingest-local",
                 "secret_key": secret_file.read_text().strip(), "secure": False, "region": "us-east-1"}
 
+    @property
+    def move_root(self) -> Path:
+        """The default /move drop folder (used unless INGEST_MOVE_ROOTS is set)."""
+        return self.directory / "move"
+
     def settings_env(self) -> dict[str, str]:
         s3 = self.s3()
+        defaults = {}
+        if "INGEST_MOVE_ROOTS" not in self.env:
+            self.move_root.mkdir(exist_ok=True)
+            defaults["INGEST_MOVE_ROOTS"] = str(self.move_root)
         return {
+            **defaults,
             "INGEST_NAMESPACE": self.namespace,
             "INGEST_S3_ENDPOINT": s3["endpoint"],
             "INGEST_S3_ACCESS_KEY": s3["access_key"],
@@ -196,7 +209,8 @@ class Stack:
     def object_store(self) -> objectstore.ObjectStore:
         s3 = self.s3()
         return objectstore.ObjectStore(self.directory / "s3", port=self.ports["s3"], mon_port=self.ports["mon"],
-                                       access_key=s3["access_key"], secret_key=s3["secret_key"])
+                                       access_key=s3["access_key"], secret_key=s3["secret_key"],
+                                       block_size=self.store_size)
 
     def start(self, component: str, timeout: float = 60.0) -> None:
         if alive(self.pids.get(component)):
@@ -259,6 +273,14 @@ class Stack:
             result["s3"] = self.object_store().running()
         return result
 
+    def store_usage(self) -> dict[str, Any]:
+        """The local object store's capacity and use (nothing for an external endpoint)."""
+        if self.external:
+            return {}
+        usage = self.object_store().usage()
+        size, used = usage["size_bytes"], usage["used_bytes"]
+        return {**usage, "used_percent": round(100 * used / size, 1) if size else 0.0}
+
     # --- the published state ----------------------------------------------------------------
     def read_state(self) -> dict[str, Any] | None:
         try:
@@ -287,6 +309,7 @@ class Stack:
             "policy_url": env.get("POLICY_INGEST_URL", ""),
             "metadata_url": env.get("METADATA_INGEST_URL", ""),
             "ports": self.ports,
+            "store_size": self.store_size,
             "env": self.env,
             "directory": str(self.directory),
             "logs": str(self.directory / "logs"),
@@ -317,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--ports", help="api=8066,kubeapi=8067,s3=8068,mon=8069,operator=8070 or auto")
     up.add_argument("--namespace", default="ingest")
     up.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a setting for the service (repeatable)")
+    up.add_argument("--store-size", type=objectstore.parse_size, metavar="SIZE",
+                    help="object store capacity, e.g. 50G (default: last used, else $INGEST_LOCAL_STORE_SIZE, else 20G); "
+                         "a larger size grows an existing store")
     commands.add_parser("down", help="stop every process of the stack")
     commands.add_parser("status", help="which parts run")
     args = parser.parse_args(argv)
@@ -326,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         ports = parse_ports(args.ports) if args.ports or not previous else previous["ports"]
         env = previous.get("env", {}) | dict(item.split("=", 1) for item in args.set)
-        stack = Stack(directory, namespace=args.namespace, ports=ports, env=env)
+        size = args.store_size or previous.get("store_size") or objectstore.parse_size(
+            os.environ.get("INGEST_LOCAL_STORE_SIZE", str(objectstore.DEFAULT_BLOCK_SIZE)))
+        stack = Stack(directory, namespace=args.namespace, ports=ports, env=env, store_size=size)
         try:
             state = stack.up()
         except BaseException as error:
@@ -351,13 +379,14 @@ def main(argv: list[str] | None = None) -> int:
         print("ingest-local: stopped", file=sys.stderr)
         return 0
     stack = Stack(directory, namespace=previous.get("namespace", "ingest"), ports=previous.get("ports", dict(DEFAULT_PORTS)),
-                  env=previous.get("env", {}))
+                  env=previous.get("env", {}), store_size=previous.get("store_size", objectstore.DEFAULT_BLOCK_SIZE))
     if args.command == "down":
         stack.down()
         print("ingest-local: stopped")
         return 0
     status = stack.status()
-    print(json.dumps(status, indent=2))
+    usage = stack.store_usage()
+    print(json.dumps({**status, **({"object_store": usage} if usage else {})}, indent=2))
     return 0 if all(status.values()) else 1
 
 

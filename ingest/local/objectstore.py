@@ -73,6 +73,18 @@ DEFAULT_ACCESS_KEY = "ingest-local"
 DEFAULT_SECRET_KEY = "ingest-local-secret-key"
 S3_UID = "ingest-local"
 GIB = 1024**3
+#: The OSD's block file: sparse, so only what is written takes disk space; `ingest-local up
+#: --store-size` (or INGEST_LOCAL_STORE_SIZE) sets it, and a larger size grows an existing store.
+DEFAULT_BLOCK_SIZE = 20 * GIB
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """`20G`, `20GiB`, `512M`, `1.5T` or a number of bytes (powers of 1024)."""
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (e.g. 20G, 512M)")
+    return int(float(match.group(1)) * 1024 ** "BKMGT".index((match.group(2) or "B").upper()))
 
 _MARKER = ".ingest-complete"
 _DAEMONS = ("mon.a", "osd.0", "client.rgw.a")  # start order; stopped in reverse
@@ -271,7 +283,7 @@ class ObjectStore:
     access_key: str = DEFAULT_ACCESS_KEY
     secret_key: str = DEFAULT_SECRET_KEY
     cache_dir: Path | None = None
-    block_size: int = 20 * GIB  # sparse: only what is written takes disk space
+    block_size: int = DEFAULT_BLOCK_SIZE  # sparse: only what is written takes disk space
     _root: Path | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -328,6 +340,7 @@ class ObjectStore:
                 state = old
                 if state["mon_port"] != self.mon_port:
                     self._move_monitor(state)
+                self._grow_block()
             self._write_state(state)
             self._write_conf(state)
             for name in _DAEMONS:
@@ -337,6 +350,28 @@ class ObjectStore:
         except BaseException:
             self.stop()
             raise
+
+    @property
+    def _block(self) -> Path:
+        return self.data_dir / "osd" / "block"
+
+    def _grow_block(self) -> None:
+        """Enlarge the OSD's block file to `block_size` (never shrink it), with the OSD stopped."""
+        if "osd.0" in self.pids() or not self._block.exists() or self._block.stat().st_size >= self.block_size:
+            return
+        old = self._block.stat().st_size
+        os.truncate(self._block, self.block_size)
+        self._tool("ceph-bluestore-tool", "bluefs-bdev-expand", "--path", str(self.data_dir / "osd"))
+        log.info("object store: grew the OSD from %d to %d GiB", old // GIB, self.block_size // GIB)
+
+    def usage(self) -> dict[str, int]:
+        """How full the store is: the OSD's size, the bytes its sparse file holds, the host's free disk."""
+        size = used = 0
+        if self._block.exists():
+            stat = self._block.stat()
+            size, used = stat.st_size, stat.st_blocks * 512
+        free = shutil.disk_usage(self.data_dir).free if self.data_dir.exists() else 0
+        return {"size_bytes": size, "used_bytes": used, "host_free_bytes": free}
 
     def collect_garbage(self) -> None:
         """Reclaim deleted and aborted-multipart data now (the gateway also does so every minute)."""

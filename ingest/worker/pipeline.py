@@ -1,27 +1,44 @@
 """The pipeline a worker Pod runs for one IngestJob, step by step, all or nothing.
 
 Upload: open tar -> load metadata -> Policy Validation -> ingest files -> ingest metadata.
-Every archive key the job will write is recorded in the staging bucket *before* the first byte is
-written, so a rollback - by this worker, by its next attempt, or by the operator after a crash -
-knows exactly what to remove. A bundle error fails the job at its step (never retried); any other
-error leaves the status to the operator, which retries or fails the job.
+Every archive key the job will write is checked at `load metadata` (S3's length limit, no file
+that is another's folder, not the metadata document's key) and recorded in the staging bucket
+*before* the first byte is written, so a rollback - by this worker, by its next attempt, or by the
+operator after a crash - knows exactly what to remove. A key that already holds an object (another
+job's, another installation's) is never written nor planned, so no rollback can remove it.
+Every problem of a step is reported: at `ingest files` the other files are still verified after
+the first bad one (without being written), and the job fails with all of them. A bundle error
+fails the job at its step (never retried); any other error leaves the status to the operator,
+which retries or fails the job.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 from typing import Any
 
 from ingest import ids, jobs, lifecycle
-from ingest.bundle import PREHASH_MIN_SIZE, BundleError, Member, TarIndex, final_document, match, parse_metadata
+from ingest.bundle import (
+    PREHASH_MIN_SIZE,
+    VERIFY_VERB,
+    BundleError,
+    Member,
+    Problem,
+    TarIndex,
+    final_document,
+    pair_members,
+    parse_metadata,
+    plan_keys,
+)
 from ingest.config import Settings, bundle_limits
 from ingest.kube import JobStore
-from ingest.storage import Storage, rollback
+from ingest.storage import Storage, is_missing, rollback
 from ingest.worker import peers
 from ingest.worker.move import run_move
 from ingest.worker.reporter import Cancelled, Reporter
-from ingest.worker.transfer import Batch, Copy, Stopped, Window, copy_all, object_metadata
+from ingest.worker.transfer import Batch, Copy, Findings, Stopped, Window, copy_all, object_metadata
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +51,19 @@ WINDOW_GAP = 64 * 1024
 WINDOW_FILES = 256
 
 
-def prehashed(index: TarIndex, entry: Any, member: Member, bucket: str, key: str) -> dict[str, Any]:
-    """For a member the API hashed while staging (large, sha1): check it now, copy it server-side."""
+METADATA_DOCUMENT = "the job's metadata document"
+
+
+def prehashed(index: TarIndex, entry: Any, member: Member, bucket: str, key: str) -> dict[str, Any] | Problem:
+    """For a member the API hashed while staging (large, sha1): check it now, copy it server-side.
+
+    A mismatch is returned as the file's problem (the step goes on verifying the others)."""
     digest = index.sha1.get(member.data_offset)
     if digest is None or entry.hashtype != "sha1":
         return {}
     if digest != entry.hashsum:
-        raise BundleError(jobs.INGEST_FILES, f"{member.name}: sha1 mismatch: metadata.txt says {entry.hashsum}, "
-                                             f"the file's bytes hash to {digest}")
+        return Problem(member.name, "digest-mismatch",
+                       f"sha1 mismatch: metadata.txt says {entry.hashsum}, the file's bytes hash to {digest}")
     return {"server_copy": (bucket, key), "verified_range": (member.data_offset, member.size)}
 
 
@@ -73,6 +95,9 @@ class Worker:
         self.stop = stop
         self.reporter = Reporter(store, name, owner, lease=settings.lease_seconds)
         self.limits = bundle_limits(settings)
+        self.job_id = 0
+        self._plan: list[str] = []
+        self._plan_lock = threading.Lock()
 
     def run(self) -> None:
         """Run the job while it is ours. A bundle error fails it here (after undoing our writes);
@@ -83,7 +108,7 @@ class Worker:
         except Cancelled as reason:
             log.info("the job is not this worker's: %s", reason)
             return
-        job_id = int(job["spec"]["jobId"])
+        job_id = self.job_id = int(job["spec"]["jobId"])
         self.reporter.watch(self.stop)
         try:
             if job["spec"]["operation"] == jobs.OPERATION_MOVE:
@@ -104,7 +129,8 @@ class Worker:
         try:
             self.reporter.check()
             rollback(self.storage, job_id)
-            self.reporter.failed(error.task, error.message)
+            problems = [problem.to_status() for problem in error.problems[:self.limits.max_listed_problems]]
+            self.reporter.failed(error.task, error.message, problems)
         except Cancelled as reason:
             log.info("job %s: lost before recording its failure: %s", job_id, reason)
 
@@ -135,11 +161,42 @@ class Worker:
                 raise BundleError(jobs.LOAD_METADATA, f"two files (or a file and the metadata document) would be stored as {key}")
             seen.add(key)
         self.storage.put_json(self.storage.staging, jobs.planned_keys_key(job_id), keys)
+        self._plan = list(keys)
 
-    def copy(self, batches: list[Batch], task: str, total: int) -> None:
+    def unplan(self, job_id: int, key: str) -> None:
+        """Take a key that turned out to hold another's object out of the plan: never roll it back."""
+        with self._plan_lock:
+            self._plan = [planned for planned in self._plan if planned != key]
+            self.storage.put_json(self.storage.staging, jobs.planned_keys_key(job_id), self._plan)
+
+    def previous_plan(self, job_id: int) -> set[str]:
+        """Keys an earlier attempt of this job planned: objects there are this job's own."""
+        try:
+            return set(json.loads(self.storage.get_bytes(self.storage.staging, jobs.planned_keys_key(job_id))))
+        except Exception as error:
+            if is_missing(error):
+                return set()
+            raise
+
+    def taken_keys(self, labels: dict[str, str], own: set[str]) -> list[Problem]:
+        """A problem for each planned key that already holds an object this job did not write
+        (`own`: the keys an earlier attempt of this job planned)."""
+        taken = self.storage.existing(self.storage.archive, [key for key in labels if key not in own])
+        return [Problem(labels[key], "exists-in-archive",
+                        f"the archive already holds an object at {key!r} (another job's); it was left untouched")
+                for key in labels if key in taken]
+
+    def copy(self, batches: list[Batch], task: str, total: int, *, known: list[Problem] | None = None,
+             files: int | None = None) -> None:
+        """Copy and verify every file; fail the step with every problem found (`known` ones too)."""
         progress = Progress(self.reporter, total)
+        findings = Findings(known or (), on_refused_key=lambda key: self.unplan(self.job_id, key))
         copy_all(self.storage, batches, task=task, concurrency=self.settings.upload_concurrency,
-                 on_bytes=progress.add, stop=self.stop)
+                 on_bytes=progress.add, stop=self.stop, findings=findings)
+        if findings.problems:
+            count = files if files is not None else sum(len(batch.copies) for batch in batches)
+            raise BundleError.of_files(task, findings.problems, total=count, verb=VERIFY_VERB,
+                                       limit=self.limits.max_listed_problems)
 
     def finish(self, job_id: int, document: list[Any], user: str | None) -> None:
         """The transaction: once the metadata service may hold it, the job is committed (recorded
@@ -196,38 +253,55 @@ class Worker:
         job_id = int(spec["jobId"])
         user = spec.get("user")
         bucket, key = spec["staged"]["bucket"], spec["staged"]["key"]
+        limit = self.limits.max_listed_problems
 
         self.reporter.step(jobs.OPEN_TAR, 0.0)
         index = TarIndex.from_json(self.storage.get_bytes(bucket, jobs.staged_index_key(job_id)))
         self.reporter.step(jobs.OPEN_TAR, 100.0)
 
         self.reporter.step(jobs.LOAD_METADATA, 0.0)
-        manifest = parse_metadata(index.metadata, self.limits)
-        pairs = match(manifest, index)
+        manifest = parse_metadata(index.metadata, self.limits, members=len(index.members))
+        pairs, problems = pair_members(manifest, index, limit=limit)
         first_id = self.reserve_file_ids(job, len(manifest.files))
-        document = final_document(manifest, job_id, list(range(first_id, first_id + len(manifest.files))))
+        file_ids = list(range(first_id, first_id + len(manifest.files)))
+        metadata_key = self.metadata_key(job_id)
+        keys = plan_keys(manifest.files, job_id=job_id, template=self.settings.archive_key_template,
+                         file_ids=file_ids, reserved={metadata_key: METADATA_DOCUMENT}, limit=limit)
+        key_of = {entry.index: (archive_key, file_id) for entry, archive_key, file_id in zip(manifest.files, keys, file_ids, strict=True)}
+        document = final_document(manifest, job_id, file_ids)
         self.reporter.step(jobs.LOAD_METADATA, 100.0, filesTotal=len(manifest.files))
 
         self.policy(document, user)
 
         total = sum(member.size for _, member in pairs)
         self.reporter.step(jobs.INGEST_FILES, 0.0, bytesTotal=total, bytesDone=0)
+        conditional = self.storage.conditional_create()
+        own = self.previous_plan(job_id)  # an earlier attempt's objects are this job's to overwrite
         planned: list[tuple[Member, Copy]] = []
-        for position, (entry, member) in enumerate(pairs):
-            file_id = first_id + position
+        for entry, member in pairs:
+            archive_key, file_id = key_of[entry.index]
+            server = prehashed(index, entry, member, bucket, key)
+            if isinstance(server, Problem):  # known from the API's hash: no need to read it again
+                problems.append(server)
+                continue
             planned.append((member, Copy(
                 label=member.name,
-                key=entry.key(job_id=job_id, template=self.settings.archive_key_template, file_id=file_id),
+                key=archive_key,
                 size=member.size,
                 hashtype=entry.hashtype,
                 hashsum=entry.hashsum,
                 open=lambda member=member: self.storage.open_range(bucket, key, member.data_offset, member.size),
                 metadata=object_metadata(job_id=job_id, file_id=file_id, hashtype=entry.hashtype, hashsum=entry.hashsum),
                 content_type=entry.mimetype or "application/octet-stream",
-                **prehashed(index, entry, member, bucket, key),
+                if_absent=conditional and archive_key not in own,
+                **server,
             )))
-        self.record_plan(job_id, [copy.key for _, copy in planned] + [self.metadata_key(job_id)])
-        self.copy(self.batches(bucket, key, planned), jobs.INGEST_FILES, total)
+        labels = {copy.key: copy.label for _, copy in planned} | {metadata_key: METADATA_DOCUMENT}
+        problems += self.taken_keys(labels, own)
+        if not problems:  # nothing is written when a problem is known: the files are only verified
+            self.record_plan(job_id, [copy.key for _, copy in planned] + [metadata_key])
+        self.copy(self.batches(bucket, key, planned), jobs.INGEST_FILES, total, known=problems,
+                  files=len(manifest.files))
         self.reporter.step(jobs.INGEST_FILES, 100.0, bytesDone=total, filesDone=len(planned))
 
         self.finish(job_id, document, user)

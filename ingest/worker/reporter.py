@@ -107,8 +107,8 @@ class Reporter:
         """The metadata service took the transaction although the job was lost meanwhile: say so."""
         self.store.apply(self.name, lifecycle.committed_anyway)
 
-    def failed(self, task: str, message: str) -> None:
-        self._move(lifecycle.bundle_failed, task=task, message=message)
+    def failed(self, task: str, message: str, problems: list[dict[str, str]] | None = None) -> None:
+        self._move(lifecycle.bundle_failed, task=task, message=message, problems=problems or [])
 
     def succeeded(self, **extra: Any) -> None:
         self._move(lifecycle.succeeded, **extra)

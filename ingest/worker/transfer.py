@@ -6,6 +6,15 @@ digest the moment the last byte passes, *before* the SDK sends the final part, s
 digest is wrong never becomes an object (single PUT never sent, multipart aborted). Upstream
 Pacifica stored first and hashed afterwards.
 
+Every problem is reported, not the first: a file whose bytes are wrong is recorded in `Findings`
+and the other files are still read and verified, but from then on nothing more is written (the
+job will fail and roll back whatever was written before: all or nothing). A file of 0 bytes is
+never read at all, and no read is open-ended (see `Storage.get_range`).
+
+An archive key that already holds an object is never overwritten: where the store honours a
+conditional create (`If-None-Match: *`), single-part PUTs carry it and a refusal is a problem of
+that file (its key is taken out of the job's plan, so the rollback leaves the object alone).
+
 Work is handed out in batches. Small neighbouring members of a bundle form one batch served by a
 single ranged read (a `Window`): for thousands of small files, one GET per file cost more than
 the PUTs themselves. Large files stream in parts, one part in flight each, and only a few at a
@@ -19,8 +28,8 @@ import io
 import threading
 from typing import BinaryIO, Callable, Iterable, Sequence
 
-from ingest.bundle import BundleError, hasher
-from ingest.storage import Storage
+from ingest.bundle import BundleError, Problem, hasher
+from ingest.storage import ObjectExists, Storage
 
 LARGE_FILES_AT_ONCE = 2  # files above the part size: each holds about two parts in memory
 
@@ -45,6 +54,25 @@ class Copy:
     # (offset, length) in `server_copy`: the digest was already checked (the API hashed the member
     # while staging it), so the range is copied server-side without reading it.
     verified_range: tuple[int, int] | None = None
+    if_absent: bool = False  # a conditional create: the key must not hold an object yet
+
+
+class Findings:
+    """The problems of a step's files, shared by the copy threads. Once there is one, the job will
+    fail: the remaining files are verified without being written."""
+
+    def __init__(self, known: Iterable[Problem] = (), on_refused_key: Callable[[str], None] | None = None) -> None:
+        self.problems: list[Problem] = list(known)
+        self.on_refused_key = on_refused_key  # called with a key that held another's object
+        self._lock = threading.Lock()
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.problems)
+
+    def add(self, problem: Problem) -> None:
+        with self._lock:
+            self.problems.append(problem)
 
 
 class VerifyingReader:
@@ -80,7 +108,7 @@ class VerifyingReader:
         while missing > 0:
             data = self.source.read(missing)
             if not data:
-                raise BundleError(self.task, f"{self.copy.label}: the source ended after {self.count} of {self.copy.size} bytes")
+                raise self._problem("short-read", f"the source ended after {self.count} of {self.copy.size} bytes")
             parts.append(data)
             missing -= len(data)
         return b"".join(parts)
@@ -90,12 +118,15 @@ class VerifyingReader:
             return
         actual = self.hash.hexdigest()
         if actual != self.copy.hashsum:
-            raise BundleError(
-                self.task,
-                f"{self.copy.label}: {self.copy.hashtype} mismatch: metadata.txt says {self.copy.hashsum}, "
-                f"the file's bytes hash to {actual}",
+            raise self._problem(
+                "digest-mismatch",
+                f"{self.copy.hashtype} mismatch: metadata.txt says {self.copy.hashsum}, the file's bytes hash to {actual}",
             )
         self.verified = True
+
+    def _problem(self, reason: str, detail: str) -> BundleError:
+        problem = Problem(self.copy.label, reason, detail)
+        return BundleError(self.task, problem.line(), (problem,))
 
 
 class Window:
@@ -124,6 +155,35 @@ class Batch:
     window: Window | None = None
 
 
+def verify_only(copy: Copy, task: str, on_bytes: Callable[[int], None], stop: threading.Event) -> None:
+    """Read and check a file without writing it (the job already has a problem)."""
+    if copy.verified_range:  # the API hashed it while staging; the digest matched
+        on_bytes(copy.size)
+        return
+    source = _open(copy)
+    try:
+        reader = VerifyingReader(source, copy, task, on_bytes, stop)
+        while reader.read(1024 * 1024):
+            pass
+        reader.verify()
+    finally:
+        _close(source)
+
+
+def _open(copy: Copy) -> BinaryIO:
+    # A file of 0 bytes needs no read: asking for "0 bytes at offset N" means "to the end" to S3.
+    return io.BytesIO(b"") if copy.size == 0 else copy.open()
+
+
+def _close(source: BinaryIO) -> None:
+    close = getattr(source, "close", None)
+    if close:
+        close()
+    release = getattr(source, "release_conn", None)
+    if release:
+        release()
+
+
 def put_verified(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[int], None], stop: threading.Event,
                  large: threading.Semaphore) -> None:
     if copy.size > storage.settings.part_size and not copy.server_copy:  # only streamed copies hold memory
@@ -140,7 +200,7 @@ def _put(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[int], None
         storage.copy_range(storage.archive, copy.key, *copy.server_copy, *copy.verified_range, metadata=copy.metadata)
         on_bytes(copy.size)
         return
-    source = copy.open()
+    source = _open(copy)
     try:
         reader = VerifyingReader(source, copy, task, on_bytes, stop)
         if copy.size == 0:
@@ -153,23 +213,34 @@ def _put(storage: Storage, copy: Copy, task: str, on_bytes: Callable[[int], None
             return
         storage.put_stream(
             storage.archive, copy.key, reader, length=copy.size, metadata=copy.metadata,
-            content_type=copy.content_type,
+            content_type=copy.content_type, if_absent=copy.if_absent,
         )
         reader.verify()
     finally:
-        close = getattr(source, "close", None)
-        if close:
-            close()
-        release = getattr(source, "release_conn", None)
-        if release:
-            release()
+        _close(source)
 
 
 def run_batch(storage: Storage, batch: Batch, task: str, on_bytes: Callable[[int], None], stop: threading.Event,
-              large: threading.Semaphore) -> None:
+              large: threading.Semaphore, findings: Findings) -> None:
     try:
         for copy in batch.copies:
-            put_verified(storage, copy, task, on_bytes, stop, large)
+            if stop.is_set():
+                raise Stopped(copy.label)
+            try:
+                if findings.failing:
+                    verify_only(copy, task, on_bytes, stop)
+                else:
+                    put_verified(storage, copy, task, on_bytes, stop, large)
+            except BundleError as error:
+                if not error.problems:
+                    raise
+                for problem in error.problems:
+                    findings.add(problem)
+            except ObjectExists:
+                if findings.on_refused_key is not None:
+                    findings.on_refused_key(copy.key)
+                findings.add(Problem(copy.label, "exists-in-archive", f"the archive already holds an object at "
+                                     f"{copy.key!r} (another job's); it was left untouched"))
     finally:
         if batch.window is not None:
             batch.window.release()
@@ -177,12 +248,15 @@ def run_batch(storage: Storage, batch: Batch, task: str, on_bytes: Callable[[int
 
 def copy_all(
     storage: Storage, batches: Iterable[Batch], *, task: str, concurrency: int,
-    on_bytes: Callable[[int], None], stop: threading.Event,
-) -> None:
-    """Run every batch, `concurrency` at a time; the first failure stops the rest and is raised."""
+    on_bytes: Callable[[int], None], stop: threading.Event, findings: Findings | None = None,
+) -> Findings:
+    """Run every batch, `concurrency` at a time. A problem of a file is recorded in the findings
+    (returned) and the other files are still verified; any other failure stops the rest and is
+    raised."""
+    findings = Findings() if findings is None else findings
     large = threading.Semaphore(LARGE_FILES_AT_ONCE)
     with concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="copy") as pool:
-        futures = [pool.submit(run_batch, storage, batch, task, on_bytes, stop, large) for batch in batches]
+        futures = [pool.submit(run_batch, storage, batch, task, on_bytes, stop, large, findings) for batch in batches]
         first_error: BaseException | None = None
         for future in concurrent.futures.as_completed(futures):
             error = future.exception()
@@ -195,6 +269,7 @@ def copy_all(
             raise first_error
         if stop.is_set():
             raise Stopped("the worker was asked to stop")
+    return findings
 
 
 def object_metadata(*, job_id: int, file_id: int, hashtype: str, hashsum: str) -> dict[str, str]:

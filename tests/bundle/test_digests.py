@@ -6,7 +6,7 @@ import hashlib
 import pytest
 
 from ingest.bundle import ALGORITHMS, BundleError, hasher, normalise_hashsum, normalise_hashtype
-from ingest.jobs import INGEST_FILES
+from ingest.jobs import LOAD_METADATA
 
 
 def test_supported_algorithms() -> None:
@@ -31,7 +31,7 @@ def test_hashtype_is_case_insensitive(given_name: str, canonical: str) -> None:
 def test_unknown_hashtypes(name: str) -> None:
     with pytest.raises(BundleError) as caught:
         normalise_hashtype(name, what='Files entry 3 ("a.txt")')
-    assert caught.value.task == INGEST_FILES
+    assert caught.value.task == LOAD_METADATA
     assert "unknown hashtype" in caught.value.message and 'Files entry 3 ("a.txt")' in caught.value.message
     assert "sha256" in caught.value.message  # says what would work
 
@@ -42,7 +42,7 @@ def test_hashsum_rules() -> None:
     for bad in (good[:-1], good + "0", "g" * 40, " " + good[1:], "", good[:-1] + "\n", "0x" + good[2:], "１" * 40):
         with pytest.raises(BundleError) as caught:
             normalise_hashsum(bad, hashtype="sha1", what="Files entry 1")
-        assert caught.value.task == INGEST_FILES
+        assert caught.value.task == LOAD_METADATA
         assert "malformed sha1 hashsum" in caught.value.message and "40 hex digits" in caught.value.message
 
 

@@ -49,7 +49,7 @@ CASES: list[tuple[str, Callable[[], object], str, list[str]]] = [
     ("not a tar", lambda: scan(b"x" * 1024), OPEN_TAR, ["not a tar archive", "first 512 bytes"]),
     ("gzip", lambda: scan(gzip.compress(_A)), OPEN_TAR, ["compressed (gzip)", "send an uncompressed tar"]),
     ("zip", lambda: scan(b"PK\x03\x04" + bytes(1000)), OPEN_TAR, ["zip archive", "uncompressed tar"]),
-    ("empty tar", lambda: scan(bytes(1024)), OPEN_TAR, ["empty tar archive", "no members"]),
+    ("empty tar", lambda: parse_metadata(scan(bytes(1024)).metadata, members=len(scan(bytes(1024)).members)), LOAD_METADATA, ["metadata.txt not found", "empty tar archive", "no members"]),
     # open tar: damage
     ("truncated data", lambda: scan(_A[:700]), OPEN_TAR, ["truncated at byte 700", "inside member 'data/a.txt'"]),
     ("truncated header", lambda: scan(_A[:1600]), OPEN_TAR, ["truncated at byte 1600", "tar header at offset 1536"]),
@@ -60,23 +60,14 @@ CASES: list[tuple[str, Callable[[], object], str, list[str]]] = [
     ("lone zero block", lambda: scan(_A[:1536] + bytes(512) + _A[:1536] + END), OPEN_TAR, ["lone zero block at offset 1536", "two tars joined"]),
     ("trailing data", lambda: scan(_A + b"junk"), OPEN_TAR, [f"offset {len(_A)}", "after the tar end-of-archive marker"]),
     ("checksum", lambda: scan(_A[:1536] + b"\x01" + bytes(511) + END), OPEN_TAR, ["header at offset 1536", "checksum mismatch", "after member 'data/a.txt'"]),
-    ("bad number", lambda: scan(patch_header(_A, 0, mtime=b"soon")), OPEN_TAR, ["offset 0", "invalid mtime field"]),
     ("negative size", lambda: scan(patch_header(_A, 0, size=b"\xff" * 12)), OPEN_TAR, ["offset 0", "negative size"]),
     ("PAX malformed", lambda: scan(_pax(b"13 path=abc\n")), OPEN_TAR, ["PAX extended header at offset 0", "malformed", "does not end where its length says"]),
     ("PAX bad size", lambda: scan(_pax(pax_record("size", "x"))), OPEN_TAR, ["malformed", "size 'x' is not a decimal number"]),
-    ("PAX not UTF-8", lambda: scan(_pax(pax_record("linkpath", b"\xff"))), OPEN_TAR, ["linkpath", "not valid UTF-8"]),
     ("PAX global size", lambda: scan(_pax(pax_record("size", "3"), kind=b"g")), OPEN_TAR, ["PAX global header at offset 0", "size"]),
-    ("name not UTF-8", lambda: scan(make_tar([info("caf\xe9", b"")], fmt="gnu", encoding="latin-1")), OPEN_TAR, ["member name at offset 0", "not valid UTF-8", "caf\\xe9"]),
-    ("long name not UTF-8", lambda: scan(make_tar([info("\xe9" * 120, b"")], fmt="gnu", encoding="latin-1")), OPEN_TAR, ["GNU long name at offset 0", "not valid UTF-8"]),
-    ("NUL in name", lambda: scan(_pax(pax_record("path", b"a\x00b"))), OPEN_TAR, ["member name at offset 0", "NUL byte"]),
-    ("GNU sparse", lambda: scan(patch_header(_A, 0, typeflag=b"S")), OPEN_TAR, ["'data/a.txt'", "GNU sparse file", "--sparse"]),
-    ("PAX sparse", lambda: scan(_pax(pax_record("GNU.sparse.map", "0,1"))), OPEN_TAR, ["sparse file (GNU.sparse PAX records)", "not supported"]),
     # open tar: limits
     ("max_total_bytes", lambda: scan(_A, limits=Limits(max_total_bytes=1000)), OPEN_TAR, ["'data/a.txt'", "declares 700 bytes", "limit of 1000 bytes (max_total_bytes)"]),
     ("max_total_bytes via PAX", lambda: scan(_pax(pax_record("size", "99999")), limits=Limits(max_total_bytes=20000)), OPEN_TAR, ["declares 99999 bytes", "max_total_bytes"]),
     ("max_members", lambda: scan(make_tar([info("a", b""), info("b", b"")]), limits=Limits(max_members=1)), OPEN_TAR, ["more than 1 members", "max_members"]),
-    ("max_name_bytes", lambda: scan(make_tar([info("n/" * 600, b"")])), OPEN_TAR, ["tar member name at offset 0", "1200 bytes", "limit of 1024 bytes", "max_name_bytes"]),
-    ("max_segment_bytes", lambda: scan(make_tar([info("s" * 300, b"")])), OPEN_TAR, ["path segment of 300 bytes", "limit of 255 bytes", "max_segment_bytes"]),
     ("max_extended_header_bytes", lambda: scan(_pax(pax_record("path", "p" * 100)), limits=Limits(max_extended_header_bytes=64)), OPEN_TAR, ["extension header at offset 0", "limit of 64 bytes", "max_extended_header_bytes"]),
     ("corrupt index", lambda: TarIndex.from_json("{}"), OPEN_TAR, ["recorded index", "corrupt"]),
     # load metadata: the metadata.txt member
@@ -114,12 +105,17 @@ CASES: list[tuple[str, Callable[[], object], str, list[str]]] = [
     ("symlink listed", _match({}, [_ENTRY], (info("data/a/b.txt", kind=tarfile.SYMTYPE, linkname="/etc/passwd"),)), LOAD_METADATA, ["data/a/b.txt", 'Files entry 0 ("b.txt")', "symbolic link to '/etc/passwd'", "not a regular file"]),
     ("device listed", _match({}, [_ENTRY], (info("data/a/b.txt", kind=tarfile.CHRTYPE),)), LOAD_METADATA, ["data/a/b.txt", "character device", "not a regular file"]),
     ("member twice", _match({}, [_ENTRY], (info("data/a/b.txt", b"b"), info("data/a/b.txt", b"b"))), LOAD_METADATA, ["data/a/b.txt", "2 times", "offsets 0, 1024", "ambiguous"]),
+    ("sparse listed", _match({}, [_ENTRY], (info("data/a/b.txt", b"b", kind=tarfile.GNUTYPE_SPARSE),)), LOAD_METADATA, ["data/a/b.txt", "a sparse file", "not a regular file"]),
     # ingest files
+    ("absolute member", _match({}, [_ENTRY], (info("/data/a/b.txt", b"b"),)), INGEST_FILES, ["data/a/b.txt is listed in metadata.txt but not in the bundle", "'/data/a/b.txt'", "absolute name", "relative names"]),
+    ("dot-dot member", _match({}, [_ENTRY], (info("x/../data/a/b.txt", b"b"),)), INGEST_FILES, ["data/a/b.txt is listed", "'x/../data/a/b.txt'", "'..' component"]),
+    ("Latin-1 member", lambda: match(parse_metadata(json.dumps([files_entry("data/a/caf\xe9.txt", b"b")]).encode()), scan(make_tar([info("data/a/caf\xe9.txt", b"b")], fmt="gnu", encoding="latin-1"))), INGEST_FILES, ["data/a/caf\xe9.txt is listed", "'data/a/caf\\xe9.txt'", "not UTF-8", "UTF-8 names"]),
     ("member missing", _match({}, [_ENTRY]), INGEST_FILES, ["data/a/b.txt is listed in metadata.txt but not in the bundle"]),
     ("size mismatch", _match({"data/a/b.txt": b"bbb"}, [_ENTRY]), INGEST_FILES, ["data/a/b.txt", "3 bytes in the bundle", "metadata.txt says 1 bytes"]),
-    ("unknown hashtype", lambda: normalise_hashtype("crc32", what="Files entry 1"), INGEST_FILES, ["Files entry 1", "unknown hashtype 'crc32'", "sha1"]),
-    ("malformed hashsum", lambda: normalise_hashsum("xyz", hashtype="md5", what="Files entry 1"), INGEST_FILES, ["Files entry 1", "malformed md5 hashsum 'xyz'", "32 hex digits"]),
-    ("key collision", lambda: archive_keys(parse_metadata(json.dumps([_ENTRY, files_entry("data/c/b.txt", b"b")]).encode()).files, job_id=1, template="{name}"), INGEST_FILES, ['Files entry 0 ("b.txt")', 'Files entry 1 ("b.txt")', "both be stored as 'b.txt'", "{name}"]),
+    # load metadata: what no byte could be verified against
+    ("unknown hashtype", lambda: normalise_hashtype("crc32", what="Files entry 1"), LOAD_METADATA, ["Files entry 1", "unknown hashtype 'crc32'", "sha1"]),
+    ("malformed hashsum", lambda: normalise_hashsum("xyz", hashtype="md5", what="Files entry 1"), LOAD_METADATA, ["Files entry 1", "malformed md5 hashsum 'xyz'", "32 hex digits"]),
+    ("key collision", lambda: archive_keys(parse_metadata(json.dumps([_ENTRY, files_entry("data/c/b.txt", b"b")]).encode()).files, job_id=1, template="{job_id}/{name}"), INGEST_FILES, ["data/a/b.txt", 'Files entry 1 ("b.txt")', "both be stored as '1/b.txt'", "{job_id}/{name}"]),
     # move files
     ("no source", lambda: parse_move_document(json.dumps([_ENTRY])), MOVE_FILES, ['Files entry 0 ("b.txt")', "no source"]),
 ]
@@ -133,8 +129,14 @@ def test_error_message(label: str, produce: Callable[[], object], task: str, wor
     assert error.task == task, error.message
     for word in words:
         assert word in error.message, f"{word!r} not in {error.message!r}"
-    assert str(error) == error.message and "\n" not in error.message and "Traceback" not in error.message
-    assert len(error.message) < 400
+    assert str(error) == error.message and "Traceback" not in error.message
+    lines = error.message.split("\n")
+    if error.problems:  # a summary line, then one line per file at fault
+        assert lines[0].startswith(f"{len(error.problems)} of ") and len(lines) == len(error.problems) + 1
+        assert [problem.line() for problem in error.problems] == lines[1:]
+    else:
+        assert len(lines) == 1
+    assert all(len(line) < 400 for line in lines)
     clone = pickle.loads(pickle.dumps(error))
     assert (clone.task, clone.message) == (error.task, error.message)
 

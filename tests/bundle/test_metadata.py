@@ -33,6 +33,10 @@ def refuse(raw: bytes | None, task: str = LOAD_METADATA, **kwargs: Any) -> str:
     with pytest.raises(BundleError) as caught:
         parse_metadata(raw, **kwargs)
     assert caught.value.task == task, caught.value.message
+    if caught.value.problems:  # a count line, then a line per Files entry at fault
+        summary, _, lines = caught.value.message.partition("\n")
+        assert summary.endswith(":") and len(lines.split("\n")) == len(caught.value.problems)
+        return lines
     return caught.value.message
 
 
@@ -148,12 +152,36 @@ def test_ill_typed_file_fields(field: str, value: Any, words: str) -> None:
     assert words in refuse(encode([entry]))
 
 
-def test_later_step_errors() -> None:
+def test_hash_problems_fail_loading() -> None:
+    # Pacifica's contract puts them at load metadata: no byte of such a file could be verified.
     unknown = {**files_entry("data/a/b.txt", b"b"), "hashtype": "crc32"}
-    message = refuse(encode([unknown]), task=INGEST_FILES)
+    message = refuse(encode([unknown]))
     assert 'Files entry 0 ("b.txt") has the unknown hashtype \'crc32\'' in message
     malformed = {**files_entry("data/a/b.txt", b"b"), "hashsum": "abc"}
-    assert "malformed sha1 hashsum 'abc'" in refuse(encode([malformed]), task=INGEST_FILES)
+    assert "malformed sha1 hashsum 'abc'" in refuse(encode([malformed]))
+
+
+def test_every_bad_entry_is_reported() -> None:
+    good = files_entry("data/ok.txt", b"ok")
+    unknown = {**files_entry("data/a.txt", b"a"), "hashtype": "crc32"}
+    malformed = {**files_entry("data/b.txt", b"b"), "hashsum": "abc"}
+    unsafe = {**files_entry("data/c.txt", b"c"), "subdir": "../x"}
+    with pytest.raises(BundleError) as caught:
+        parse_metadata(encode([unknown, good, malformed, unsafe]))
+    lines = caught.value.message.split("\n")
+    assert lines[0] == "3 of 4 files in metadata.txt are refused:"
+    assert [problem.reason for problem in caught.value.problems] == ["unknown-hashtype", "malformed-hashsum", "unsafe-path"]
+    assert [problem.file for problem in caught.value.problems] == ["data/a.txt", "data/b.txt", "data/../x/c.txt"]
+    assert "crc32" in lines[1] and "abc" in lines[2] and "'..'" in lines[3]
+
+
+def test_listed_problems_are_capped() -> None:
+    bad = [{**files_entry(f"data/{index}.txt", b"x"), "hashsum": "abc"} for index in range(30)]
+    with pytest.raises(BundleError) as caught:
+        parse_metadata(encode(bad), Limits(max_listed_problems=5))
+    lines = caught.value.message.split("\n")
+    assert lines[0] == "30 of 30 files in metadata.txt are refused:" and len(lines) == 7
+    assert lines[-1] == "... and 25 more problems (not listed)" and len(caught.value.problems) == 30
 
 
 def test_load_metadata_problems_come_first() -> None:

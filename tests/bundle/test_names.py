@@ -18,7 +18,13 @@ def test_pacifica_subdir_rule(subdir: str) -> None:
     assert path(subdir, "x.txt") == "data/a/b/x.txt"
 
 
-@pytest.mark.parametrize("subdir", ["", "data", "data/", "data//"])
+@pytest.mark.parametrize("subdir", ["./run42", "run42/.", "./data/./run42/", "data/./run42", ".//run42"])
+def test_dot_components_are_dropped_as_on_the_tar_side(subdir: str) -> None:
+    # pacifica-cli uploading `./run42` writes subdir `./run42`; the member is `data/./run42/x.dat`.
+    assert path(subdir, "x.dat") == "data/run42/x.dat" == normalise_member_name("data/./run42/x.dat")
+
+
+@pytest.mark.parametrize("subdir", ["", "data", "data/", "data//", ".", "./data", "data/."])
 def test_root_of_data(subdir: str) -> None:
     assert path(subdir, "x.txt") == "data/x.txt"
 
@@ -44,8 +50,8 @@ def test_unicode_and_odd_but_safe_names() -> None:
         ("a", "/etc/passwd", "absolute name"),
         ("a/../..", "x", "'..' component"),
         ("a", "..", "'..' component"),
-        ("./a", "x", "'.' component"),
-        ("a", ".", "'.' component"),
+        ("a", ".", "no file name"),
+        ("a/.", "./.", "no file name"),
         ("a\x00b", "x", "control character"),
         ("a", "x\ny", "control character"),
         ("a", "x\x7f", "control character"),
@@ -97,12 +103,12 @@ def test_archive_keys() -> None:
     assert archive_key("data/mywork/experiment/notes.txt", job_id=7) == "7/mywork/experiment/notes.txt"
     assert archive_key("data/notes.txt", job_id=7) == "7/notes.txt"  # empty subdir leaves no //
     assert archive_key("data/a/b.txt", job_id=7, template="archive/{job_id}/{file_id}", file_id=99) == "archive/7/99"
-    assert archive_key("data/a/b.txt", job_id=7, template="{member}") == "data/a/b.txt"
+    assert archive_key("data/a/b.txt", job_id=7, template="{member}/{job_id}") == "data/a/b.txt/7"
     assert archive_key("data/a/b.txt", job_id=7, template="t/{job_id}/{path}") == "t/7/a/b.txt"
     assert archive_key("data/Ünï/😀.txt", job_id=1) == "1/Ünï/😀.txt"
 
 
-@pytest.mark.parametrize("template", ["{job_id}/{nope}", "{job_id.__class__}/{name}", "{name!r}", "{name:>10}", "{job_id}/static"])
+@pytest.mark.parametrize("template", ["{job_id}/{nope}", "{job_id.__class__}/{name}", "{name!r}", "{name:>10}", "{job_id}/static", "{member}", "files/{path}"])
 def test_bad_key_templates(template: str) -> None:
     with pytest.raises(ValueError):
         check_key_template(template)

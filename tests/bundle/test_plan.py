@@ -64,7 +64,8 @@ def test_bundles_from_the_official_uploader() -> None:
     assert paths == ["data/mywork/experiment/notes.txt", "data/Ünï/file.bin", "data/top.txt"]
     with pytest.raises(BundleError) as caught:
         match(manifest, index)
-    assert caught.value.task == INGEST_FILES and caught.value.message == "data/top.txt is listed in metadata.txt but not in the bundle"
+    assert caught.value.task == INGEST_FILES and caught.value.message == (
+        "1 of 3 files failed verification:\ndata/top.txt is listed in metadata.txt but not in the bundle")
     del contents["top.txt"]
     out = io.BytesIO()
     file_data = [{"name": name, "fileobj": io.BytesIO(data), "size": len(data), "mtime": 1_700_000_000} for name, data in contents.items()]
@@ -89,7 +90,14 @@ def _refuse(raw: bytes, task: str) -> str:
     with pytest.raises(BundleError) as caught:
         match(parse_metadata(index.metadata), index)
     assert caught.value.task == task, caught.value.message
-    return caught.value.message
+    return _lines(caught.value)
+
+
+def _lines(error: BundleError) -> str:
+    """The per-file lines of an error that lists files (its first line is the count)."""
+    summary, _, lines = error.message.partition("\n")
+    assert summary.endswith(":") and len(error.problems) == len(lines.split("\n"))
+    return lines
 
 
 def test_missing_member() -> None:

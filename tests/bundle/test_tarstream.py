@@ -11,13 +11,14 @@ import random
 import tarfile
 import time
 import tracemalloc
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.bundle import BundleError, Limits, Member, MemberType, TarIndex, TarScanner
-from ingest.bundle.tarstream import _tar_number
+from ingest.bundle.headers import tar_number as _tar_number
 from ingest.jobs import LOAD_METADATA, OPEN_TAR
 
 from .builders import END, info, make_bundle, make_tar, pad, patch_header, pax_record, raw_header, scan
@@ -247,7 +248,9 @@ def test_empty_and_tiny_bodies() -> None:
     assert "empty" in refuse(b"")
     assert "not a tar archive" in refuse(b"hello")
     assert "not a tar archive" in refuse(b"hello" * 200)
-    assert "empty tar archive" in refuse(bytes(10240))
+    # A tar of only zero blocks is a tar: upstream fails it at load metadata (no metadata.txt).
+    empty = scan(bytes(10240))
+    assert empty.members == () and empty.metadata is None and empty.size == 10240
 
 
 @pytest.mark.parametrize(
@@ -320,19 +323,39 @@ def test_corrupt_header_checksum() -> None:
 def test_invalid_number_fields() -> None:
     raw = make_tar([info("data/a", b"a")])
     assert "invalid size field" in refuse(patch_header(raw, 0, size=b"12x45\x00"))
-    assert "invalid mode field" in refuse(patch_header(raw, 0, mode=b"9999\x00"))
+    # mode and mtime frame nothing: an odd value is recorded as 0, the member is read as usual
+    odd = scan(patch_header(patch_header(raw, 0, mode=b"9999\x00"), 0, mtime=b"soon"))
+    assert (odd.members[0].name, odd.members[0].mode, odd.members[0].mtime, odd.members[0].size) == ("data/a", 0, 0, 1)
     assert "negative size" in refuse(patch_header(raw, 0, size=b"\xff" * 12))
 
 
-def test_sparse_members_are_refused() -> None:
-    raw = make_tar([info("data/sparse.img", b"s" * 10)], fmt="gnu")
-    message = refuse(patch_header(raw, 0, typeflag=b"S"))
-    assert "sparse" in message and "data/sparse.img" in message
+def test_sparse_members_are_recorded_not_refused() -> None:
+    after = info("data/after.txt", b"after")
+    raw = make_tar([info("data/sparse.img", b"s" * 10), after], fmt="gnu")
+    index = scan(patch_header(raw, 0, typeflag=b"S"))
+    assert [(m.name, m.type.value) for m in index.members] == [("data/sparse.img", "sparse"), ("data/after.txt", "file")]
     pax = pax_record("GNU.sparse.major", "1") + pax_record("GNU.sparse.name", "data/real.img")
     raw = raw_header(b"PaxHeaders/x", size=len(pax), typeflag=b"x") + pad(pax) + raw_header(b"GNUSparseFile.0/real.img", size=10) + pad(b"s" * 10) + END
-    assert "sparse" in refuse(raw)
+    assert scan(raw).members[0].type.value == "sparse"
     sparse_info = info("data/x.img", b"abc", pax_headers={"GNU.sparse.size": "3"})
-    assert "sparse" in refuse(make_tar([sparse_info]))
+    assert scan(make_tar([sparse_info])).members[0].type.value == "sparse"
+
+
+def test_old_gnu_sparse_extension_blocks_are_framed() -> None:
+    # An `S` header with isextended set is followed by sparse-map blocks, then the data: a member
+    # after it must still be found where tarfile finds it.
+    header = bytearray(raw_header(b"data/holes.img", size=3, typeflag=b"S", magic=b"ustar  \x00"))
+    header[482] = 1
+    from .builders import header_checksum
+    header_checksum(header)
+    extension = bytearray(512)
+    extension[504] = 0
+    tail = make_tar([info("data/after.txt", b"after")], fmt="gnu")
+    raw = bytes(header) + bytes(extension) + pad(b"abc") + tail
+    index = scan(raw, chunks=100)
+    assert [(m.name, m.type.value, m.data_offset) for m in index.members] == [
+        ("data/holes.img", "sparse", 1024), ("data/after.txt", "file", 2048)]
+    assert "truncated" in refuse(raw[:700])
 
 
 def test_huge_declared_size_refused_at_once() -> None:
@@ -354,31 +377,32 @@ def test_too_many_members() -> None:
     assert "more than 4 members" in message and "max_members" in message
 
 
-def test_name_limits() -> None:
-    long_name = "data/" + "a/" * 520 + "f"  # 1046 bytes
-    message = refuse(make_tar([info(long_name, b"")]))
-    assert "max_name_bytes" in message and "1046 bytes" in message
-    long_segment = "data/" + "s" * 256
-    assert "max_segment_bytes" in refuse(make_tar([info(long_segment, b"")]))
+def test_overlong_names_are_cut_and_never_match() -> None:
+    long_name = "data/" + "a/" * 520 + "f"  # 1046 bytes: no Files entry can name it
+    kept = scan(make_tar([info(long_name, b"")])).members[0].name
+    assert len(kept) < 300 and "\\...(a name of 1046 bytes)" in kept
+    long_segment = "data/" + "s" * 256  # refused in metadata.txt, harmless in the tar
+    assert scan(make_tar([info(long_segment, b"")])).members[0].name == long_segment
     ok = "data/" + "é" * 127  # 254 bytes in one segment
     assert scan(make_tar([info(ok, b"")])).members[0].name == ok
 
 
-def test_invalid_utf8_and_nul_names() -> None:
-    latin = make_tar([info("data/caf\xe9", b"x")], fmt="gnu", encoding="latin-1")
-    assert "not valid UTF-8" in refuse(latin)
+def test_names_that_are_not_utf8_are_kept_escaped() -> None:
+    latin = make_tar([info("data/caf\xe9", b"x"), info("\xe9" * 120, b"")], fmt="gnu", encoding="latin-1")
+    assert [m.name for m in scan(latin).members] == ["data/caf\\xe9", "\\xe9" * 120]
     pax = pax_record("path", b"data/a\x00b")
     raw = raw_header(b"PaxHeaders/x", size=len(pax), typeflag=b"x") + pad(pax) + raw_header(b"x", size=0) + END
-    assert "NUL" in refuse(raw)
-    bad_value = pax_record("path", b"data/\xff")
-    raw = raw_header(b"PaxHeaders/x", size=len(bad_value), typeflag=b"x") + pad(bad_value) + raw_header(b"x") + END
-    assert "not valid UTF-8" in refuse(raw)
+    assert scan(raw).members[0].name == "data/a\\x00b"
+    bad_value = pax_record("path", b"data/\xff") + pax_record("linkpath", b"\xfe") + pax_record("SCHILY.xattr.\xff", b"\x00")
+    raw = raw_header(b"PaxHeaders/x", size=len(bad_value), typeflag=b"x") + pad(bad_value) + raw_header(b"x", typeflag=b"2") + END
+    member = scan(raw).members[0]
+    assert (member.name, member.linkname) == ("data/\\xff", "\\xfe")
 
 
 @pytest.mark.parametrize(
     "payload",
     [b"garbage", b"11 path=x\n", b"5 a=b\n", b"0 path=x\n", b"9 =value\n", b"99999999999 path=x\n",
-     pax_record("size", "12a"), pax_record("mtime", "soon"), pax_record("size", "9" * 30)],
+     pax_record("size", "12a"), pax_record("size", "9" * 30)],
 )
 def test_malformed_pax_records(payload: bytes) -> None:
     raw = raw_header(b"PaxHeaders/x", size=len(payload), typeflag=b"x") + pad(payload) + raw_header(b"x") + END
@@ -505,8 +529,33 @@ def _synthetic_unit(count: int, member_size: int) -> bytes:
     return buf.getvalue()  # no end marker: units are concatenated
 
 
-@pytest.mark.parametrize(("member_size", "chunk", "floor_mb_s"), [(1 << 20, 8 << 20, 1000), (4096, 1 << 20, 100)])
-def test_scan_speed_of_a_1_gib_stream(member_size: int, chunk: int, floor_mb_s: int, capsys: pytest.CaptureFixture[str]) -> None:
+class _Repeated(io.RawIOBase):
+    """`unit` `repeats` times, then the end marker: the scanner's stream, for tarfile to read."""
+
+    def __init__(self, unit: bytes, repeats: int) -> None:
+        self.parts = [memoryview(unit)] * repeats + [memoryview(END)]
+        self.part = 0
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.part == len(self.parts):
+            return 0
+        current = self.parts[self.part]
+        count = min(len(buffer), len(current) - self.offset)
+        buffer[:count] = current[self.offset:self.offset + count]
+        self.offset += count
+        if self.offset == len(current):
+            self.part, self.offset = self.part + 1, 0
+        return count
+
+
+@pytest.mark.parametrize(("member_size", "chunk"), [(1 << 20, 8 << 20), (4096, 1 << 20)])
+def test_scan_speed_of_a_1_gib_stream(member_size: int, chunk: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """Faster than Python's own tar reader on the same stream, measured in the same run (a
+    baseline, not a fixed figure: the machine may be busy with other work)."""
     unit = _synthetic_unit((8 << 20) // (member_size + 512), member_size)
     repeats = (1 << 30) // len(unit) if member_size > 100_000 else (128 << 20) // len(unit)
     view = memoryview(unit)
@@ -518,11 +567,16 @@ def test_scan_speed_of_a_1_gib_stream(member_size: int, chunk: int, floor_mb_s: 
     scanner.feed(END)
     index = scanner.finish()
     elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    with tarfile.open(fileobj=io.BufferedReader(_Repeated(unit, repeats), 1 << 20), mode="r|") as tar:
+        count = sum(1 for _member in tar)
+    baseline = time.perf_counter() - started
     rate = repeats * len(unit) / elapsed / 1e6
     with capsys.disabled():
         print(f"\n  scan: {repeats * len(unit) / 2**20:.0f} MiB, {len(index.members)} members of {member_size} B, "
-              f"{chunk >> 10} KiB chunks: {rate:.0f} MB/s")
-    assert rate > floor_mb_s
+              f"{chunk >> 10} KiB chunks: {rate:.0f} MB/s; tarfile r|: {repeats * len(unit) / baseline / 1e6:.0f} MB/s")
+    assert count == len(index.members)
+    assert elapsed < baseline
 
 
 # -- property: damage is only ever a BundleError -------------------------------------------------

@@ -41,7 +41,7 @@ TRANSACTION: list[dict[str, Any]] = [
 MTIME = 1_700_000_000
 
 segment = st.text(st.characters(codec="utf-8", exclude_characters="/\\\x00", exclude_categories=("Cc", "Cs")),
-                  min_size=1, max_size=40)
+                  min_size=1, max_size=40).filter(lambda part: part not in (".", ".."))  # no file is named so
 names = st.lists(segment, min_size=1, max_size=4).map(lambda parts: "data/" + "/".join(parts))
 contents = st.one_of(st.binary(max_size=1100), st.sampled_from([b"", bytes(511), bytes(512), bytes(513), bytes(5000)]))
 trees = st.dictionaries(names, contents, min_size=1, max_size=6)

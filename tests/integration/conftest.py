@@ -41,10 +41,9 @@ def policy() -> Iterator[PolicyServer]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, policy: PolicyServer) -> Iterator[Stack]:
-    directory = Path(os.environ.get("INGEST_TEST_STACK_DIR") or tmp_path_factory.mktemp("stack"))
-    move_root = directory / "move-root"
-    move_root.mkdir(exist_ok=True)
-    env = {**TEST_SETTINGS, "INGEST_MOVE_ROOTS": str(move_root), "POLICY_INGEST_URL": policy.url}
+    # Named like `make run`'s folder, so README examples that use `.local/...` run against it as they stand.
+    directory = Path(os.environ.get("INGEST_TEST_STACK_DIR") or tmp_path_factory.mktemp("stack") / ".local")
+    env = {**TEST_SETTINGS, "POLICY_INGEST_URL": policy.url}  # /move roots: the stack's default drop folder
     local = Stack(directory, ports=parse_ports("auto"), env=env)
     try:
         local.up()
@@ -55,8 +54,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, policy: PolicyServer) -> Ite
 
 @pytest.fixture(scope="session")
 def move_root(stack: Stack) -> Path:
-    """The folder /move accepts sources from (INGEST_MOVE_ROOTS of the stack)."""
-    return Path(stack.env["INGEST_MOVE_ROOTS"])
+    """The folder /move accepts sources from (INGEST_MOVE_ROOTS of the stack: its drop folder)."""
+    return Path(stack.settings_env()["INGEST_MOVE_ROOTS"])
 
 
 @pytest.fixture(scope="session")

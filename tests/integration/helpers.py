@@ -23,8 +23,16 @@ def wait_complete(api: httpx.Client, job_id: int, timeout: float = 60) -> dict[s
         time.sleep(0.2)
 
 
+def metadata_key(job_id: int) -> str:
+    """Where a job's metadata document is (INGEST_METADATA_KEY_TEMPLATE's default): beside its folder."""
+    return f"{job_id}.metadata.json"
+
+
 def archive_keys(s3: Minio, job_id: int) -> list[str]:
-    return [item.object_name for item in s3.list_objects("ingest-archive", prefix=f"{job_id}/", recursive=True)]
+    """Everything a job has in the archive: its files and its metadata document."""
+    keys = [item.object_name for item in s3.list_objects("ingest-archive", prefix=f"{job_id}/", recursive=True)]
+    return keys + [item.object_name for item in s3.list_objects("ingest-archive", prefix=metadata_key(job_id))
+                   if item.object_name == metadata_key(job_id)]
 
 
 def upload(api: httpx.Client, body: bytes) -> dict[str, Any]:

@@ -47,9 +47,9 @@ def test_upload_of_a_300_file_tree_waits_for_the_final_state(stack: Stack, s3: M
     assert f"ingest: job {job_id} accepted; waiting for it to complete" in lines
     assert lines[-1] == f"job {job_id}: OK ingest metadata 100.0%"
     keys = set(archive_keys(s3, job_id))
-    assert keys == {f"{job_id}/{relative}" for relative in files} | {f"{job_id}/metadata.json"}
+    assert keys == {f"{job_id}/{relative}" for relative in files} | {f"{job_id}.metadata.json"}
     assert s3.get_object("ingest-archive", f"{job_id}/run-3/sample-010.dat").read() == files["run-3/sample-010.dat"]
-    document = json.loads(s3.get_object("ingest-archive", f"{job_id}/metadata.json").read())
+    document = json.loads(s3.get_object("ingest-archive", f"{job_id}.metadata.json").read())
     assert {"destinationTable": "TransactionKeyValue", "key": "Tag", "value": "cli"} in document
     assert {"destinationTable": "Transactions.submitter", "value": 10} in document
 

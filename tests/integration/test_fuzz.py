@@ -137,4 +137,4 @@ def test_mutated_bundle_never_5xx_always_completes_and_failure_writes_nothing(ap
         assert archive_keys(s3, final["job_id"]) == [], final
     else:
         assert (final["task"], final["task_percent"]) == ("ingest metadata", "100.0"), final
-        assert f"{final['job_id']}/metadata.json" in archive_keys(s3, final["job_id"])
+        assert f"{final['job_id']}.metadata.json" in archive_keys(s3, final["job_id"])

@@ -34,7 +34,7 @@ def test_bundle_is_ingested_and_files_are_in_the_archive(api: httpx.Client, s3: 
         assert response.read() == data
         stat = s3.stat_object("ingest-archive", f"{job_id}/{path}")
         assert stat.metadata["x-amz-meta-hashsum"] == hashlib.sha1(data).hexdigest()
-    document = json.loads(s3.get_object("ingest-archive", f"{job_id}/metadata.json").read())
+    document = json.loads(s3.get_object("ingest-archive", f"{job_id}.metadata.json").read())
     ids = [entry["_id"] for entry in document if entry["destinationTable"] == "Files"]
     assert len(ids) == len(set(ids)) == len(files) and all(isinstance(value, int) for value in ids)
     assert {"destinationTable": "Transactions._id", "value": job_id} in document
@@ -98,8 +98,8 @@ def without(field: str) -> dict:
     ("missing hashtype", [without("hashtype")], [("data/x/a.txt", b"alpha")], "load metadata", ["hashtype"]),
     ("missing hashsum", [without("hashsum")], [("data/x/a.txt", b"alpha")], "load metadata", ["hashsum"]),
     ("missing size", [without("size")], [("data/x/a.txt", b"alpha")], "load metadata", ["size"]),
-    ("unknown hashtype", [entry(hashtype="crc99")], [("data/x/a.txt", b"alpha")], "ingest files", ["crc99"]),
-    ("malformed hashsum", [entry(hashsum="xyz")], [("data/x/a.txt", b"alpha")], "ingest files", ["hashsum"]),
+    ("unknown hashtype", [entry(hashtype="crc99")], [("data/x/a.txt", b"alpha")], "load metadata", ["crc99"]),
+    ("malformed hashsum", [entry(hashsum="xyz")], [("data/x/a.txt", b"alpha")], "load metadata", ["hashsum"]),
     ("duplicate files", [entry(), entry()], [("data/x/a.txt", b"alpha")], "load metadata", ["a.txt"]),
     ("same member twice", [entry(), entry(subdir="data//x/")], [("data/x/a.txt", b"alpha")], "load metadata", ["data/x/a.txt"]),
     ("member missing", [entry()], [("data/x/other.txt", b"alpha")], "ingest files", ["data/x/a.txt", "not in the bundle"]),

@@ -87,6 +87,6 @@ def test_twenty_concurrent_uploads(api: httpx.Client, s3: Minio) -> None:
     assert all(final["state"] == "OK" for final in finals), [f for f in finals if f["state"] != "OK"]
     file_ids = []
     for job_id in job_ids:
-        document = json.loads(s3.get_object("ingest-archive", f"{job_id}/metadata.json").read())
+        document = json.loads(s3.get_object("ingest-archive", f"{job_id}.metadata.json").read())
         file_ids += [entry["_id"] for entry in document if entry["destinationTable"] == "Files"]
     assert len(file_ids) == len(set(file_ids)) == 100

@@ -29,7 +29,7 @@ def alive(pid: int) -> bool:
 
 def test_up_detach_status_down(tmp_path: Path) -> None:
     folder = str(tmp_path / "stack")
-    up = run("--dir", folder, "up", "--detach", "--ports", "auto")
+    up = run("--dir", folder, "up", "--detach", "--ports", "auto", "--store-size", "8G")
     assert up.returncode == 0, up.stderr
     state = json.loads(up.stdout)
     try:
@@ -46,6 +46,11 @@ def test_up_detach_status_down(tmp_path: Path) -> None:
         assert jobs.returncode == 0, jobs.stderr
         status = run("--dir", folder, "status")
         assert status.returncode == 0 and all(json.loads(status.stdout).values()), status.stdout
+        usage = json.loads(status.stdout)["object_store"]  # the store's capacity and how full it is
+        assert usage["size_bytes"] == 8 * 2**30 and 0 < usage["used_bytes"] < usage["size_bytes"], usage
+        assert 0 <= usage["used_percent"] < 100 and usage["host_free_bytes"] > 0
+        # /move works out of the box: the stack's drop folder is its default root
+        assert state["move_roots"] == [str((Path(folder) / "move").resolve())] and (Path(folder) / "move").is_dir()
     finally:
         down = run("--dir", folder, "down")
     assert down.returncode == 0, down.stderr

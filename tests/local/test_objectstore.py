@@ -18,7 +18,7 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
-from ingest.local.objectstore import ObjectStore, external_endpoint, free_port
+from ingest.local.objectstore import GIB, ObjectStore, external_endpoint, free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("apt-get") is None or shutil.which("dpkg") is None, reason="needs Debian's apt-get and dpkg"
@@ -188,10 +188,14 @@ def test_wrong_secret_key_is_refused(store: ObjectStore, bucket: str) -> None:
 
 def test_data_survives_stop_and_start(store: ObjectStore, client: Minio, bucket: str) -> None:
     client.put_object(bucket, "kept.txt", io.BytesIO(b"still here"), length=10)
+    before = store.usage()
+    assert before["size_bytes"] == store.block_size and 0 < before["used_bytes"] < before["size_bytes"]
     store.stop()
     assert not store.running() and store.pids() == {}
     t0 = time.monotonic()
+    store.block_size += GIB  # a larger size grows the store on its next start, data kept
     store.start(timeout=120)
+    assert store.usage()["size_bytes"] == before["size_bytes"] + GIB
     print(f"\nobject store restarted in {time.monotonic() - t0:.1f} s")
     resp = client.get_object(bucket, "kept.txt")
     try:
