@@ -18,7 +18,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest import ids, kube, logs, metrics
-from ingest.api.auth import Authentication, load_tokens
+from ingest.api.auth import Authentication, authentication_options
 from ingest.api.errors import HANDLERS
 from ingest.api.move import move
 from ingest.api.openapi import openapi
@@ -143,8 +143,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     middleware = [Middleware(RequestMetrics)]  # first: it sees every answer, 401s included
-    if settings.auth_tokens_file or settings.auth_header:
-        tokens = load_tokens(settings.auth_tokens_file) if settings.auth_tokens_file else None
-        logs.add_secrets(tokens or {})
-        middleware.append(Middleware(Authentication, tokens=tokens, header=settings.auth_header or None))
+    auth = authentication_options(settings)  # refuses unsafe settings before the API serves anything
+    if auth is not None:
+        logs.add_secrets(auth["tokens"] or {})
+        middleware.append(Middleware(Authentication, **auth))
     return Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan, middleware=middleware)

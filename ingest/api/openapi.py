@@ -143,7 +143,7 @@ DOCUMENT: Final[dict[str, Any]] = {
             for code, description in _ERROR_RESPONSES.items()
         },
         "schemas": {
-            "JobId": {"type": "integer", "minimum": 1, "description": "The job id, which is also the transaction id."},
+            "JobId": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "description": "The job id, which is also the transaction id."},
             "StateDocument": {
                 "type": "object",
                 "additionalProperties": False,
