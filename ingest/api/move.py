@@ -3,8 +3,11 @@
 The body is the metadata document whose Files entries carry a `source`. Upstream accepted `{}` or
 `["x"]` and then left the job at UPLOADING forever; here a document that is not valid JSON, not a
 list of objects, or whose items lack what `load metadata` needs is refused at once with 400 and no
-job is made. Whether each source exists, lies under an allowed root and matches its size and
-digest is the worker's `move files` step: those failures are FAILED jobs that name the file.
+job is made. So is a source the caller may not read whatever the file (`ingest.sources`: an s3
+bucket or prefix not on the allow-list, the service's own buckets, a path outside the caller's
+roots), with one sentence that tells nothing about the source. Whether each source exists, is a
+regular file reached without links, and matches its size and digest is the worker's `move files`
+step: those failures are FAILED jobs.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ingest import jobs, logs, metrics
+from ingest import jobs, logs, metrics, sources
 from ingest.api.services import Services
 from ingest.api.upload import BodyError, body_chunks, fail, mark_staged
 from ingest.bundle import BundleError, parse_move_document
@@ -49,16 +52,24 @@ async def move(request: Request) -> Response:
     services: Services = request.app.state.services
     settings = services.settings
     raw = await read_document(request, settings.max_metadata_bytes, settings.upload_stall_seconds)
+    user = request.scope.get("ingest.user")
     try:
-        parse_move_document(raw, bundle_limits(settings))
+        manifest = parse_move_document(raw, bundle_limits(settings))
     except BundleError as error:
         if error.task == jobs.LOAD_METADATA:
             raise HTTPException(400, error.message) from None
         # A later step's problem (e.g. a missing source): the job records it where upstream would.
+    else:
+        for entry in manifest.files:
+            refusal = sources.check(entry.source, label=entry.label, user=user, roots=settings.move_roots,
+                                    s3_sources=settings.move_s3_sources, own_buckets=(settings.staging_bucket, settings.archive_bucket))
+            if refusal is not None:
+                raise HTTPException(400, refusal)
+        del manifest
     job_id = await asyncio.to_thread(services.job_ids.next)
     logs.bind_job(job_id)
     key = jobs.staged_move_key(job_id)
-    body = jobs.new_job(job_id=job_id, operation=jobs.OPERATION_MOVE, user=request.scope.get("ingest.user"),
+    body = jobs.new_job(job_id=job_id, operation=jobs.OPERATION_MOVE, user=user,
                         staged_bucket=services.storage.staging, staged_key=key)
     services.cache.put(await asyncio.to_thread(services.jobs.create, body))
     metrics.JOBS_SUBMITTED.labels(jobs.OPERATION_MOVE).inc()

@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ingest import jobs, lifecycle
 from ingest.lifecycle import Job
-from ingest.operator import events
+from ingest import events
 from ingest.operator.podspec import terminated
 from ingest.storage import rollback
 
