@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest import ids, kube, logs, metrics
 from ingest.api.auth import Authentication, authentication_options
+from ingest.api.budget import MemoryBudget
 from ingest.api.errors import HANDLERS
 from ingest.api.move import move
 from ingest.api.openapi import openapi
@@ -106,6 +107,7 @@ def build_services(settings: Settings) -> Services:
         storage=metrics.instrument_object_store(Storage(settings)),
         job_ids=ids.BlockAllocator(client, settings.namespace, ids.JOB_IDS, settings.job_id_block),
         cache=StateCache(store),
+        budget=MemoryBudget(settings.api_memory_budget_bytes),
     )
 
 
@@ -125,6 +127,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         services.cache.start()
         metrics.STATE_CACHE_JOBS.set_function(lambda: len(services.cache.documents))
         metrics.STATE_CACHE_SYNCED.set_function(lambda: 1 if services.cache.synced.is_set() else 0)
+        metrics.MEMORY_BUDGET_USED.set_function(lambda: services.budget.used)
+        metrics.MEMORY_BUDGET_TOTAL.set_function(lambda: services.budget.total)
+        metrics.MEMORY_BUDGET_REFUSED.set_function(lambda: services.budget.refused)
         app.state.services = services
         log.info("API serving namespace %s, object store %s", settings.namespace, settings.s3_endpoint)
         yield

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ingest import jobs, logs, metrics, sources
+from ingest.api.budget import MOVE_DOCUMENT_COST, Exhausted, Reservation, busy
 from ingest.api.services import Services
 from ingest.api.upload import BodyError, body_chunks, fail, mark_staged
 from ingest.bundle import BundleError, parse_move_document
@@ -28,33 +29,54 @@ from ingest.config import bundle_limits
 log = logging.getLogger(__name__)
 
 
-async def read_document(request: Request, limit: int, stall_seconds: float) -> bytes:
+def document_limit(services: Services) -> tuple[int, str]:
+    """The largest move document this replica takes, and why: the setting, or what its memory budget can parse."""
+    configured = services.settings.max_metadata_bytes
+    parsable = services.budget.large_limit // MOVE_DOCUMENT_COST
+    if parsable < configured:
+        return parsable, f"this API replica can parse move documents of at most {parsable} bytes (INGEST_API_MEMORY_BUDGET_BYTES)"
+    return configured, f"this service accepts move documents of at most {configured} bytes"
+
+
+async def read_document(request: Request, services: Services, reservation: Reservation) -> bytes:
+    """The body, within the limit; its memory (and its parsing's) reserved before it is read."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise HTTPException(415, f"/move takes the metadata document as application/json, not {content_type or 'no Content-Type'}")
+    limit, why = document_limit(services)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"the move document is {declared} bytes; this service accepts at most {limit} bytes")
+        raise HTTPException(413, f"the move document is {declared} bytes; {why}")
     parts: list[bytes] = []
     size = 0
     try:
-        async for chunk in body_chunks(request, stall_seconds=stall_seconds):
+        if declared and declared.isdigit():
+            reservation.grow(int(declared) * MOVE_DOCUMENT_COST, "this move document")
+        async for chunk in body_chunks(request, stall_seconds=services.settings.upload_stall_seconds):
             size += len(chunk)
             if size > limit:
-                raise HTTPException(413, f"the move document passed this service's limit of {limit} bytes")
+                raise HTTPException(413, f"the move document passed {limit} bytes; {why}")
+            reservation.grow(size * MOVE_DOCUMENT_COST - reservation.held, "this move document")
             parts.append(chunk)
     except BodyError as error:  # no job exists yet: the client just gets the reason
         raise HTTPException(error.status, error.message) from None
+    except Exhausted as error:
+        raise busy(error) from None
     return b"".join(parts)
 
 
 async def move(request: Request) -> Response:
+    with request.app.state.services.budget.reservation() as reservation:
+        return await submit(request, reservation)
+
+
+async def submit(request: Request, reservation: Reservation) -> Response:
     services: Services = request.app.state.services
     settings = services.settings
-    raw = await read_document(request, settings.max_metadata_bytes, settings.upload_stall_seconds)
+    raw = await read_document(request, services, reservation)
     user = request.scope.get("ingest.user")
-    try:
-        manifest = parse_move_document(raw, bundle_limits(settings))
+    try:  # seconds of CPU for a large document: on a thread, so the event loop keeps serving
+        manifest = await asyncio.to_thread(parse_move_document, raw, bundle_limits(settings))
     except BundleError as error:
         if error.task == jobs.LOAD_METADATA:
             raise HTTPException(400, error.message) from None
@@ -66,6 +88,7 @@ async def move(request: Request) -> Response:
             if refusal is not None:
                 raise HTTPException(400, refusal)
         del manifest
+    reservation.shrink(reservation.held - 2 * len(raw))  # the parse is over: the body and its upload copy remain
     job_id = await asyncio.to_thread(services.job_ids.next)
     logs.bind_job(job_id)
     key = jobs.staged_move_key(job_id)
@@ -79,6 +102,7 @@ async def move(request: Request) -> Response:
         message = f"the object store did not take the move document: {error}"
         await asyncio.to_thread(fail, services, job_id, jobs.UPLOADING, message)
         raise HTTPException(503, f"job {job_id} failed: {message}") from None
-    job = await asyncio.to_thread(mark_staged, services, job_id, len(raw), hashlib.sha256(raw).hexdigest())
+    digest = await asyncio.to_thread(lambda: hashlib.sha256(raw).hexdigest())
+    job = await asyncio.to_thread(mark_staged, services, job_id, len(raw), digest)
     log.info("job %s: move document staged (%d bytes)", job_id, len(raw))
     return JSONResponse(services.cache.put(job))

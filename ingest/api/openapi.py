@@ -36,12 +36,14 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 _ERROR_RESPONSES: Final = {
     "400": "The request is malformed; `message` says what is wrong.",
-    "401": "Authentication is configured and the request carries no valid bearer token.",
+    "401": "Authentication is configured and the request carries no valid credentials (bearer or OIDC token, or the "
+           "trusted proxy's header).",
     "404": "No such job.",
     "408": "The upload stalled: no bytes for the configured stall time. The job is FAILED.",
     "413": "The body is larger than the configured limit (the message names the limit in bytes).",
     "415": "The Content-Type is not one this endpoint accepts.",
-    "503": "The object store did not take the upload. The job is FAILED.",
+    "503": ("The object store did not take the upload (the job is FAILED), or the replica's memory budget is spent "
+            "right now: retry after `Retry-After` seconds (a job made for the request is FAILED)."),
 }
 
 PUBLIC: Final[list[dict[str, list[str]]]] = []  # no authentication, ever
@@ -138,7 +140,9 @@ DOCUMENT: Final[dict[str, Any]] = {
         "responses": {
             str(code): _json(_ref("Error"), description) | (
                 {"headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Present when tokens are configured."}}}
-                if code == "401" else {}
+                if code == "401" else
+                {"headers": {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait when the replica is busy."}}}
+                if code == "503" else {}
             )
             for code, description in _ERROR_RESPONSES.items()
         },

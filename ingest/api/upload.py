@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ingest import jobs, lifecycle, logs, metrics
+from ingest.api.budget import MEMBER_COST, RETRY_AFTER_SECONDS, Exhausted, Reservation, busy
 from ingest.api.errors import error_response
 from ingest.api.pipe import Pipe, run_in_thread
 from ingest.api.services import Services
@@ -130,12 +131,54 @@ def observe_upload(outcome: str, size: int, started: float) -> None:
     metrics.UPLOAD_DURATION.labels(outcome).observe(time.monotonic() - started)
 
 
+PIPE_BYTES = 9 * 1024 * 1024  # what the pipe holds at most: 8 blocks queued, one filling
+MEMBERS_PER_RESERVATION = 4096
+
+
+def staging_cost(length: int | None, part_size: int) -> int:
+    """Memory one upload holds while staging: the pipe, and the SDK's part filling plus two in flight."""
+    body = length if length is not None else PIPE_BYTES + 3 * part_size
+    return min(body, PIPE_BYTES) + 3 * min(body, part_size)
+
+
+def account(scanner: TarScanner, reservation: Reservation, accounted: dict[str, int]) -> None:
+    """Reserve what the index keeps as it grows: metadata.txt once its header passed, members in steps."""
+    try:
+        size = scanner.metadata_size
+        if size is not None and not accounted.get("metadata"):
+            if not reservation.budget.fits_ever(reservation.held + size):
+                raise BodyError(413, f"metadata.txt is {size} bytes, more than this API replica's memory budget can hold "
+                                     "(INGEST_API_MEMORY_BUDGET_BYTES)")
+            reservation.grow(size, f"metadata.txt of {size} bytes")
+            accounted["metadata"] = 1
+        if scanner.member_count > accounted.get("members", 0):
+            step = MEMBERS_PER_RESERVATION
+            reservation.grow(step * MEMBER_COST, f"the index of {scanner.member_count} tar members")
+            accounted["members"] = accounted.get("members", 0) + step
+    except Exhausted as error:
+        raise BodyError(503, error.message) from None
+
+
+def retry_later(status: int) -> dict[str, str] | None:
+    return {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+
+
 async def ingest(request: Request) -> Response:
+    with request.app.state.services.budget.reservation() as reservation:
+        return await stage(request, reservation)
+
+
+async def stage(request: Request, reservation: Reservation) -> Response:
     started = time.monotonic()
     services: Services = request.app.state.services
     settings = services.settings
     check_content_type(request)
     expected = declared_length(request, settings.max_body_bytes)
+    part_size = staging_part_size(expected)
+    try:  # before the job exists: a busy replica answers 503 and makes nothing
+        reservation.grow(staging_cost(expected, part_size), "an upload's staging buffers")
+    except Exhausted as error:
+        raise busy(error) from None
     job_id = await asyncio.to_thread(services.job_ids.next)
     logs.bind_job(job_id)
     bundle_key = jobs.staged_bundle_key(job_id)
@@ -150,7 +193,7 @@ async def ingest(request: Request) -> Response:
     scanner = TarScanner(bundle_limits(settings))
     member_hasher = MemberHasher(scanner.members)
     pipe = Pipe(observe=member_hasher.update)
-    part_size = staging_part_size(expected)
+    accounted: dict[str, int] = {}
     writer = run_in_thread(
         lambda: pipe.drain_into(lambda source: services.storage.put_stream(
             services.storage.staging, bundle_key, source, length=-1 if expected is None else expected,
@@ -172,6 +215,7 @@ async def ingest(request: Request) -> Response:
                     bundle_error = error
                     pipe.abort(error)
                 else:
+                    account(scanner, reservation, accounted)
                     await pipe.write(chunk)
             progress.report(received)
         if expected is not None and received != expected:
@@ -191,7 +235,7 @@ async def ingest(request: Request) -> Response:
         await asyncio.to_thread(fail, services, job_id, jobs.UPLOADING, error.message, uploadedBytes=received)
         log.warning("job %s: %s", job_id, error.message)
         observe_upload("failed", received, started)
-        return error_response(error.status, f"job {job_id} failed: {error.message}")
+        return error_response(error.status, f"job {job_id} failed: {error.message}", retry_later(error.status))
 
     await progress.settle()
     if bundle_error is not None:
@@ -205,9 +249,9 @@ async def ingest(request: Request) -> Response:
     try:
         await writer
         index = dataclasses.replace(index, sha1=member_hasher.digests)  # complete once the writer is
-        await asyncio.to_thread(
-            services.storage.put_bytes, services.storage.staging, jobs.staged_index_key(job_id),
-            index.to_json().encode(), "application/json",
+        await asyncio.to_thread(  # streamed: the index is never one string in memory
+            services.storage.put_chunks, services.storage.staging, jobs.staged_index_key(job_id),
+            index.json_chunks(), "application/json",
         )
     except Exception as error:
         log.exception("job %s: staging failed", job_id)

@@ -45,7 +45,7 @@ import enum
 import json
 import re
 import struct
-from typing import Any, Final
+from typing import Any, Final, Iterator
 
 from ingest.jobs import LOAD_METADATA, OPEN_TAR
 
@@ -144,6 +144,8 @@ class Member:
 
 
 _MEMBER_FIELDS: Final = tuple(field.name for field in dataclasses.fields(Member))
+_BASE64_SLICE: Final = 3 * 1024 * 1024  # a multiple of 3: slices encode without padding in between
+_ROWS_PER_CHUNK: Final = 8192
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -156,7 +158,7 @@ class TarIndex:
     """
 
     members: tuple[Member, ...]
-    metadata: bytes | None
+    metadata: bytes | bytearray | None  # a bytearray when the scanner made it (filled in place, never joined)
     size: int
     sha1: dict[int, str] = dataclasses.field(default_factory=dict)
 
@@ -173,19 +175,33 @@ class TarIndex:
 
     def to_json(self) -> str:
         """A compact JSON text: members as rows under a field list, metadata as base64."""
-        rows = [
-            [m.name, m.type.value, m.header_offset, m.data_offset, m.size, m.linkname, m.mode, m.mtime]
-            for m in self.members
-        ]
-        document = {
-            "format": INDEX_FORMAT,
-            "size": self.size,
-            "metadata": None if self.metadata is None else base64.b64encode(self.metadata).decode("ascii"),
-            "fields": list(_MEMBER_FIELDS),
-            "members": rows,
-            "sha1": {str(offset): digest for offset, digest in self.sha1.items()},
-        }
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        return b"".join(self.json_chunks()).decode("utf-8")
+
+    def json_chunks(self) -> Iterator[bytes]:
+        """`to_json`'s text as UTF-8 pieces of at most a few MiB, made as they are consumed.
+
+        The API streams them into the staging bucket: a 64 MiB metadata.txt or a million member
+        rows never exist as one base64 string, one JSON string and its encoding at once."""
+        head = {"format": INDEX_FORMAT, "size": self.size, "fields": list(_MEMBER_FIELDS),
+                "sha1": {str(offset): digest for offset, digest in self.sha1.items()}}
+        yield json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1].encode()
+        if self.metadata is None:
+            yield b',"metadata":null'
+        else:
+            yield b',"metadata":"'
+            view = memoryview(self.metadata)
+            for start in range(0, len(view), _BASE64_SLICE):
+                yield base64.b64encode(view[start:start + _BASE64_SLICE])
+            yield b'"'
+        yield b',"members":['
+        for start in range(0, len(self.members), _ROWS_PER_CHUNK):
+            rows = [
+                [m.name, m.type.value, m.header_offset, m.data_offset, m.size, m.linkname, m.mode, m.mtime]
+                for m in self.members[start:start + _ROWS_PER_CHUNK]
+            ]
+            text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))[1:-1]
+            yield (("," if start else "") + text).encode()
+        yield b"]}"
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TarIndex:
@@ -239,6 +255,7 @@ class TarScanner:
         self._skip = 0  # bytes of data and padding to pass over before the next block
         self._capture_left = 0  # bytes still to keep for the payload being captured
         self._capture_parts: list[bytes] = []
+        self._capture_buffer: bytearray | None = None  # metadata.txt, filled in place (size known)
         self._capture_kind = ""
         self._capture_pad = 0
         self._capture_at = 0  # header offset of the captured payload, for messages
@@ -246,7 +263,8 @@ class TarScanner:
         self._ext_offset: int | None = None
         self._ext_bytes = 0
         self._members: list[Member] = []
-        self._metadata: bytes | None = None
+        self._metadata: bytes | bytearray | None = None
+        self._metadata_size: int | None = None
         self._metadata_offset: int | None = None
         self._current = ""  # the last member's name, for messages
         self._where = ""  # what the bytes being skipped or captured belong to, for messages
@@ -292,6 +310,11 @@ class TarScanner:
         return TarIndex(members=tuple(self._members), metadata=self._metadata, size=self._offset)
 
     @property
+    def metadata_size(self) -> int | None:
+        """The size of the root metadata.txt once its header has passed (the bytes are being kept)."""
+        return self._metadata_size
+
+    @property
     def offset(self) -> int:
         """Bytes consumed so far."""
         return self._offset
@@ -314,7 +337,11 @@ class TarScanner:
                 continue
             if self._capture_left:
                 step = min(self._capture_left, size - i)
-                self._capture_parts.append(bytes(view[i : i + step]))
+                if self._capture_buffer is not None:
+                    at = len(self._capture_buffer) - self._capture_left
+                    self._capture_buffer[at : at + step] = view[i : i + step]
+                else:
+                    self._capture_parts.append(bytes(view[i : i + step]))
                 self._capture_left -= step
                 i += step
                 if not self._capture_left:
@@ -451,19 +478,21 @@ class TarScanner:
         self._capture_at = offset
         self._where = _CAPTURE_PLACES[kind] + f" (header at offset {offset})"
         self._capture_parts = []
+        self._capture_buffer = bytearray(size) if kind == "metadata" else None
         self._capture_pad = _padded(size) - size
         self._capture_left = size
         if not size:
             self._end_capture()
 
     def _end_capture(self) -> None:
+        kind, offset = self._capture_kind, self._capture_at
+        self._skip = self._capture_pad
+        if kind == "metadata":
+            self._metadata, self._capture_buffer = self._capture_buffer, None
+            return
         payload = b"".join(self._capture_parts)
         self._capture_parts = []
-        self._skip = self._capture_pad
-        kind, offset = self._capture_kind, self._capture_at
-        if kind == "metadata":
-            self._metadata = payload
-        elif kind == "pax":
+        if kind == "pax":
             self._ext.update(_parse_pax(payload, offset, is_global=False))
         elif kind == "global":
             records = _parse_pax(payload, offset, is_global=True)
@@ -557,6 +586,7 @@ class TarScanner:
                 f"metadata.txt is {member.size} bytes, over the limit of "
                 f"{self._limits.max_metadata_bytes} bytes (max_metadata_bytes)",
             )
+        self._metadata_size = member.size
         self._start_capture("metadata", member.size, member.header_offset)
 
     # -- the end -----------------------------------------------------------------------------
