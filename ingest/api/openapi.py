@@ -50,6 +50,12 @@ PUBLIC: Final[list[dict[str, list[str]]]] = []  # no authentication, ever
 PROTECTED: Final = [{}, {"bearer": []}]  # a token when the deployment configures tokens
 
 STATE_RESPONSE: Final = _json(_ref("StateDocument"), "The job's state document.")
+# What a client does next with a new job: poll it. The links let schemathesis' stateful mode (and
+# client generators) follow a POST with a get_state of the job it made.
+SUBMITTED_RESPONSE: Final = STATE_RESPONSE | {"links": {
+    "GetStateByPath": {"operationId": "get_state_by_path", "parameters": {"job_id": "$response.body#/job_id"}},
+    "GetState": {"operationId": "get_state", "parameters": {"job_id": "$response.body#/job_id"}},
+}}
 
 DOCUMENT: Final[dict[str, Any]] = {
     "openapi": "3.1.0",
@@ -82,12 +88,12 @@ DOCUMENT: Final[dict[str, Any]] = {
         "/ingest": {"post": {
             "operationId": "ingest", "summary": "Upload a bundle (the path Pacifica's documentation names).",
             "requestBody": {"$ref": "#/components/requestBodies/Bundle"},
-            "responses": {"200": STATE_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
+            "responses": {"200": SUBMITTED_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
         }},
         "/upload": {"post": {
             "operationId": "upload", "summary": "Upload a bundle (the path Pacifica's clients use).",
             "requestBody": {"$ref": "#/components/requestBodies/Bundle"},
-            "responses": {"200": STATE_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
+            "responses": {"200": SUBMITTED_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
         }},
         "/move": {"post": {
             "operationId": "move",
@@ -96,7 +102,7 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "required": True,
                 "content": {"application/json": {"schema": _ref("MoveDocument")}},
             },
-            "responses": {"200": STATE_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
+            "responses": {"200": SUBMITTED_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
         }},
         "/get_state": {"get": {
             "operationId": "get_state", "summary": "The state document of a job.",
