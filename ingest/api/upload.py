@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -141,22 +141,29 @@ def staging_cost(length: int | None, part_size: int) -> int:
     return min(body, PIPE_BYTES) + 3 * min(body, part_size)
 
 
-def account(scanner: TarScanner, reservation: Reservation, accounted: dict[str, int]) -> None:
-    """Reserve what the index keeps as it grows: metadata.txt once its header passed, members in steps."""
-    try:
-        size = scanner.metadata_size
-        if size is not None and not accounted.get("metadata"):
-            if not reservation.budget.fits_ever(reservation.held + size):
-                raise BodyError(413, f"metadata.txt is {size} bytes, more than this API replica's memory budget can hold "
-                                     "(INGEST_API_MEMORY_BUDGET_BYTES)")
+def reserve_metadata(reservation: Reservation) -> Callable[[int], None]:
+    """For the scanner: reserve metadata.txt's bytes before it keeps them (BodyError if they do not fit)."""
+
+    def reserve(size: int) -> None:
+        if not reservation.budget.fits_ever(reservation.held + size):
+            raise BodyError(413, f"metadata.txt is {size} bytes, more than this API replica's memory budget can hold "
+                                 "(INGEST_API_MEMORY_BUDGET_BYTES)")
+        try:
             reservation.grow(size, f"metadata.txt of {size} bytes")
-            accounted["metadata"] = 1
-        if scanner.member_count > accounted.get("members", 0):
-            step = MEMBERS_PER_RESERVATION
-            reservation.grow(step * MEMBER_COST, f"the index of {scanner.member_count} tar members")
-            accounted["members"] = accounted.get("members", 0) + step
-    except Exhausted as error:
-        raise BodyError(503, error.message) from None
+        except Exhausted as error:
+            raise BodyError(503, error.message) from None
+
+    return reserve
+
+
+def reserve_members(scanner: TarScanner, reservation: Reservation, accounted: list[int]) -> None:
+    """Reserve what the index keeps for its members, a step of them at a time."""
+    if scanner.member_count > accounted[0]:
+        try:
+            reservation.grow(MEMBERS_PER_RESERVATION * MEMBER_COST, f"the index of {scanner.member_count} tar members")
+        except Exhausted as error:
+            raise BodyError(503, error.message) from None
+        accounted[0] += MEMBERS_PER_RESERVATION
 
 
 def retry_later(status: int) -> dict[str, str] | None:
@@ -190,10 +197,10 @@ async def stage(request: Request, reservation: Reservation) -> Response:
     metrics.JOBS_SUBMITTED.labels(jobs.OPERATION_UPLOAD).inc()
     log.info("job %s: upload started (%s bytes declared)", job_id, expected if expected is not None else "unknown")
 
-    scanner = TarScanner(bundle_limits(settings))
+    scanner = TarScanner(bundle_limits(settings), before_metadata=reserve_metadata(reservation))
     member_hasher = MemberHasher(scanner.members)
     pipe = Pipe(observe=member_hasher.update)
-    accounted: dict[str, int] = {}
+    accounted = [0]  # members reserved for
     writer = run_in_thread(
         lambda: pipe.drain_into(lambda source: services.storage.put_stream(
             services.storage.staging, bundle_key, source, length=-1 if expected is None else expected,
@@ -215,7 +222,7 @@ async def stage(request: Request, reservation: Reservation) -> Response:
                     bundle_error = error
                     pipe.abort(error)
                 else:
-                    account(scanner, reservation, accounted)
+                    reserve_members(scanner, reservation, accounted)
                     await pipe.write(chunk)
             progress.report(received)
         if expected is not None and received != expected:

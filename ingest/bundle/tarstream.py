@@ -45,7 +45,7 @@ import enum
 import json
 import re
 import struct
-from typing import Any, Final, Iterator
+from typing import Any, Callable, Final, Iterator
 
 from ingest.jobs import LOAD_METADATA, OPEN_TAR
 
@@ -248,8 +248,11 @@ class TarScanner:
     caller that keeps streaming (to drain the request) cannot miss it.
     """
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, *, before_metadata: Callable[[int], None] | None = None) -> None:
         self._limits = limits
+        # Called with metadata.txt's size before its bytes are kept: the API reserves the memory
+        # there, and whatever it raises (other than a BundleError) stops the scan before any allocation.
+        self._before_metadata = before_metadata
         self._offset = 0  # absolute offset of the next byte feed() will see
         self._pending = bytearray()  # a header block split across chunks
         self._skip = 0  # bytes of data and padding to pass over before the next block
@@ -264,7 +267,6 @@ class TarScanner:
         self._ext_bytes = 0
         self._members: list[Member] = []
         self._metadata: bytes | bytearray | None = None
-        self._metadata_size: int | None = None
         self._metadata_offset: int | None = None
         self._current = ""  # the last member's name, for messages
         self._where = ""  # what the bytes being skipped or captured belong to, for messages
@@ -308,11 +310,6 @@ class TarScanner:
             self._error = error
             raise
         return TarIndex(members=tuple(self._members), metadata=self._metadata, size=self._offset)
-
-    @property
-    def metadata_size(self) -> int | None:
-        """The size of the root metadata.txt once its header has passed (the bytes are being kept)."""
-        return self._metadata_size
 
     @property
     def offset(self) -> int:
@@ -586,7 +583,8 @@ class TarScanner:
                 f"metadata.txt is {member.size} bytes, over the limit of "
                 f"{self._limits.max_metadata_bytes} bytes (max_metadata_bytes)",
             )
-        self._metadata_size = member.size
+        if self._before_metadata is not None:
+            self._before_metadata(member.size)
         self._start_capture("metadata", member.size, member.header_offset)
 
     # -- the end -----------------------------------------------------------------------------
