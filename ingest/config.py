@@ -54,7 +54,7 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_JOB_ID_BLOCK", "10", "Job ids an API replica reserves at a time."),
     Var("INGEST_API_HOST", "0.0.0.0", "Address the API listens on."),
     Var("INGEST_API_PORT", "8066", "Port the API listens on (Pacifica's)."),
-    Var("INGEST_API_MEMORY_BUDGET_BYTES", str(256 * MiB), "Bytes an API replica may hold for request bodies at once (staging "
+    Var("INGEST_API_MEMORY_BUDGET_BYTES", str(192 * MiB), "Bytes an API replica may hold for request bodies at once (staging "
         "buffers, metadata.txt, /move documents and their parsing); past it a request gets 503 with Retry-After."),
     Var("INGEST_WORKER_IMAGE", "pacifica-ingest-k8s:0.1.0", "Image of worker Pods (the service's own image)."),
     Var("INGEST_WORKER_SERVICE_ACCOUNT", "ingest-worker", "ServiceAccount worker Pods run as."),
