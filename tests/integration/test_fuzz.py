@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -161,6 +162,7 @@ def test_hostile_move_sources_and_job_ids_are_answered_never_5xx(api: httpx.Clie
         final = wait_complete(api, response.json()["job_id"])
         assert final["state"] == "FAILED" and "Traceback" not in final["exception"], final  # no such file exists anywhere
         assert archive_keys(s3, final["job_id"]) == []
-    for response in (api.get("/get_state", params={"job_id": job_id}), api.get(f"/get_state/{job_id}")):
+    # The path form percent-encoded, as any client would send it (httpx refuses raw control characters).
+    for response in (api.get("/get_state", params={"job_id": job_id}), api.get(f"/get_state/{quote(job_id, safe='')}")):
         # 307: `/get_state/` redirects to `/get_state`; 404: a job_id with `/` or `?` names another path
         assert checked(response).status_code in (200, 307, 400, 404, 405), response.text
