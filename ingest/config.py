@@ -52,14 +52,19 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_MAX_METADATA_BYTES", str(64 * MiB), "Largest accepted metadata.txt (or /move document)."),
     Var("INGEST_MAX_LISTED_PROBLEMS", str(DEFAULT_LIMITS.max_listed_problems), "Files a failed job's exception lists one line each (and status.problems holds); all are counted."),
     Var("INGEST_UPLOAD_CONCURRENCY", "16", "Files (or batches of small files) a worker uploads in parallel."),
-    Var("INGEST_MOVE_ROOTS", "", "Colon-separated folders /move may take files from (mounted into worker Pods); empty: none."),
+    Var("INGEST_MOVE_ROOTS", "", "Colon-separated folders /move may take files from (mounted into worker Pods); a root containing "
+        "`{user}` is that user's (with authentication on, a user moves only from their own roots); empty: none."),
     Var("INGEST_MOVE_PVC", "", "PersistentVolumeClaim mounted into worker Pods for /move sources; empty: none."),
     Var("INGEST_MOVE_MOUNT", "/move", "Where worker Pods mount INGEST_MOVE_PVC (put it in INGEST_MOVE_ROOTS)."),
     Var("INGEST_MOVE_REMOVE_SOURCES", "true", "After a successful /move, delete filesystem sources (as upstream)."),
     Var("INGEST_MOVE_REMOVE_S3_SOURCES", "false", "After a successful /move, delete s3:// sources."),
+    Var("INGEST_MOVE_S3_SOURCES", "", "Comma-separated `bucket` or `bucket/prefix` entries /move may read s3:// sources from "
+        "(never the staging or archive bucket); empty: no s3:// sources."),
     Var("INGEST_JOB_ID_BLOCK", "10", "Job ids an API replica reserves at a time."),
     Var("INGEST_API_HOST", "0.0.0.0", "Address the API listens on."),
     Var("INGEST_API_PORT", "8066", "Port the API listens on (Pacifica's)."),
+    Var("INGEST_API_MEMORY_BUDGET_BYTES", str(192 * MiB), "Bytes an API replica may hold for request bodies at once (staging "
+        "buffers, metadata.txt, /move documents and their parsing); past it a request gets 503 with Retry-After."),
     Var("INGEST_WORKER_IMAGE", "pacifica-ingest-k8s:0.1.0", "Image of worker Pods (the service's own image)."),
     Var("INGEST_WORKER_SERVICE_ACCOUNT", "ingest-worker", "ServiceAccount worker Pods run as."),
     Var("INGEST_WORKER_SECRET", "ingest-s3", "Secret whose keys become worker environment variables (object store credentials)."),
@@ -83,6 +88,11 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_AUTH_TOKENS_FILE", "", "File of `token user` lines (or a JSON object): bearer tokens the API accepts; empty: no tokens."),
     Var("INGEST_AUTH_HEADER", "", "Header a trusted proxy sets to the authenticated user (e.g. X-Http-Authed-User); empty: none."),
     Var("INGEST_ADMIN_USERS", "", "Comma-separated users who may fail, cancel and retry any job from the API and console and see every job; `*`: everyone (e.g. with authentication off); empty: nobody."),
+    Var("INGEST_AUTH_TRUSTED_PROXIES", "", "Comma-separated CIDRs of the proxies whose INGEST_AUTH_HEADER is believed "
+        "(the socket peer's address; X-Forwarded-For is never read); required with INGEST_AUTH_HEADER."),
+    Var("INGEST_AUTH_OIDC_ISSUER", "", "OIDC issuer URL: bearer JWTs it signed are accepted (keys from its JWKS); empty: no OIDC."),
+    Var("INGEST_AUTH_OIDC_AUDIENCE", "", "The audience (`aud`) an OIDC token must carry; required with INGEST_AUTH_OIDC_ISSUER."),
+    Var("INGEST_AUTH_OIDC_USER_CLAIM", "sub", "The OIDC token claim that names the user (e.g. preferred_username)."),
     Var("INGEST_LOG_LEVEL", "INFO", "Log level."),
     Var("INGEST_LOG_FORMAT", "text", "`text` (one line per event, `job_id=N` on lines about a job) or `json` (one JSON object per line)."),
     Var("INGEST_OPERATOR_METRICS_PORT", "9090", "Port of the operator's Prometheus `/metrics` endpoint (0: none)."),
@@ -96,6 +106,10 @@ def _env(environ: Mapping[str, str], name: str) -> str:
 
 def _flag(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def _namespace(configured: str) -> str:
@@ -131,9 +145,11 @@ class Settings:
     move_mount: str
     move_remove_sources: bool
     move_remove_s3_sources: bool
+    move_s3_sources: tuple[str, ...]
     job_id_block: int
     api_host: str
     api_port: int
+    api_memory_budget_bytes: int
     worker_image: str
     worker_service_account: str
     worker_secret: str
@@ -157,6 +173,10 @@ class Settings:
     auth_tokens_file: str
     auth_header: str
     admin_users: frozenset[str]
+    auth_trusted_proxies: tuple[str, ...]
+    auth_oidc_issuer: str
+    auth_oidc_audience: str
+    auth_oidc_user_claim: str
     log_level: str
     log_format: str
     operator_metrics_port: int
@@ -191,9 +211,11 @@ class Settings:
             move_mount=get("INGEST_MOVE_MOUNT"),
             move_remove_sources=_flag(get("INGEST_MOVE_REMOVE_SOURCES")),
             move_remove_s3_sources=_flag(get("INGEST_MOVE_REMOVE_S3_SOURCES")),
+            move_s3_sources=_list(get("INGEST_MOVE_S3_SOURCES")),
             job_id_block=max(1, int(get("INGEST_JOB_ID_BLOCK"))),
             api_host=get("INGEST_API_HOST"),
             api_port=int(get("INGEST_API_PORT")),
+            api_memory_budget_bytes=int(get("INGEST_API_MEMORY_BUDGET_BYTES")),
             worker_image=get("INGEST_WORKER_IMAGE"),
             worker_service_account=get("INGEST_WORKER_SERVICE_ACCOUNT"),
             worker_secret=get("INGEST_WORKER_SECRET"),
@@ -217,6 +239,10 @@ class Settings:
             auth_tokens_file=get("INGEST_AUTH_TOKENS_FILE"),
             auth_header=get("INGEST_AUTH_HEADER"),
             admin_users=frozenset(user.strip() for user in get("INGEST_ADMIN_USERS").split(",") if user.strip()),
+            auth_trusted_proxies=_list(get("INGEST_AUTH_TRUSTED_PROXIES")),
+            auth_oidc_issuer=get("INGEST_AUTH_OIDC_ISSUER").rstrip("/"),
+            auth_oidc_audience=get("INGEST_AUTH_OIDC_AUDIENCE"),
+            auth_oidc_user_claim=get("INGEST_AUTH_OIDC_USER_CLAIM"),
             log_level=get("INGEST_LOG_LEVEL").upper(),
             log_format="json" if get("INGEST_LOG_FORMAT").strip().lower() == "json" else "text",
             operator_metrics_port=int(get("INGEST_OPERATOR_METRICS_PORT")),

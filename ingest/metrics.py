@@ -93,6 +93,13 @@ STATE_CACHE_UNREADABLE = Counter(
 STATE_CACHE_JOBS = Gauge("ingest_state_cache_jobs", "IngestJobs held in the API's get_state cache.", registry=API)
 STATE_CACHE_SYNCED = Gauge(
     "ingest_state_cache_synced", "1 when the API's get_state cache is synced with the Kubernetes API.", registry=API)
+MEMORY_BUDGET_USED = Gauge(
+    "ingest_api_memory_budget_used_bytes", "Bytes of the replica's memory budget requests hold now.", registry=API)
+MEMORY_BUDGET_TOTAL = Gauge(
+    "ingest_api_memory_budget_bytes", "The replica's memory budget (INGEST_API_MEMORY_BUDGET_BYTES).", registry=API)
+MEMORY_BUDGET_REFUSED = Gauge(
+    "ingest_api_memory_budget_refusals",
+    "Requests refused (503) because the memory budget was spent, since the replica started.", registry=API)
 
 # --- operator ----------------------------------------------------------------------------------
 JOBS_FINISHED = Counter(

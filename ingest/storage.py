@@ -81,6 +81,30 @@ def is_missing(error: BaseException) -> bool:
     return isinstance(error, S3Error) and error.code in {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}
 
 
+class ChunkReader:
+    """A file-like `read(n)` over an iterable of byte strings, pulling the next one only when needed."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._current = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        parts: list[bytes] = []
+        wanted = size if size >= 0 else float("inf")
+        while wanted > 0:
+            if not self._current:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._current = memoryview(chunk)
+                continue
+            take = self._current[: int(min(wanted, len(self._current)))]
+            parts.append(bytes(take))
+            self._current = self._current[len(take):]
+            wanted -= len(take)
+        return b"".join(parts)
+
+
 class Storage:
     """The two buckets the service uses, on one S3 endpoint."""
 
@@ -175,6 +199,9 @@ class Storage:
                     continue
             found.update(key for key in members if self.stat(bucket, key) is not None)
         return found
+    def put_chunks(self, bucket: str, key: str, chunks: Iterable[bytes], content_type: str = "application/octet-stream") -> None:
+        """Store pieces made as they are read (one PUT if they are small), never joined in memory."""
+        self.minio.put_object(bucket, key, ChunkReader(chunks), -1, content_type=content_type, part_size=5 * 1024 * 1024)
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.minio.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)

@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest import ids, kube, logs, metrics
 from ingest.api.admin import act
-from ingest.api.auth import Authentication, load_tokens
+from ingest.api.auth import Authentication, authentication_options
+from ingest.api.budget import MemoryBudget
 from ingest.api.console import ConsoleFiles
 from ingest.api.errors import HANDLERS
 from ingest.api.jobdetail import get_job
@@ -111,6 +112,7 @@ def build_services(settings: Settings) -> Services:
         storage=metrics.instrument_object_store(Storage(settings)),
         job_ids=ids.BlockAllocator(client, settings.namespace, ids.JOB_IDS, settings.job_id_block),
         cache=StateCache(store, finished=settings.state_cache_finished),
+        budget=MemoryBudget(settings.api_memory_budget_bytes),
     )
 
 
@@ -130,6 +132,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         services.cache.start()
         metrics.STATE_CACHE_JOBS.set_function(lambda: len(services.cache))
         metrics.STATE_CACHE_SYNCED.set_function(lambda: 1 if services.cache.synced.is_set() else 0)
+        metrics.MEMORY_BUDGET_USED.set_function(lambda: services.budget.used)
+        metrics.MEMORY_BUDGET_TOTAL.set_function(lambda: services.budget.total)
+        metrics.MEMORY_BUDGET_REFUSED.set_function(lambda: services.budget.refused)
         app.state.services = services
         log.info("API serving namespace %s, object store %s", settings.namespace, settings.s3_endpoint)
         yield
@@ -155,8 +160,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Mount("/ui", ConsoleFiles(), name="ui"),  # "/ui" redirects to "/ui/"
     ]
     middleware = [Middleware(RequestMetrics)]  # first: it sees every answer, 401s included
-    if settings.auth_tokens_file or settings.auth_header:
-        tokens = load_tokens(settings.auth_tokens_file) if settings.auth_tokens_file else None
-        logs.add_secrets(tokens or {})
-        middleware.append(Middleware(Authentication, tokens=tokens, header=settings.auth_header or None))
+    auth = authentication_options(settings)  # refuses unsafe settings before the API serves anything
+    if auth is not None:
+        logs.add_secrets(auth["tokens"] or {})
+        middleware.append(Middleware(Authentication, **auth))
     return Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan, middleware=middleware)

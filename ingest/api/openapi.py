@@ -37,20 +37,28 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 _ERROR_RESPONSES: Final = {
     "400": "The request is malformed; `message` says what is wrong.",
-    "401": "Authentication is configured and the request carries no valid bearer token.",
+    "401": "Authentication is configured and the request carries no valid credentials (bearer or OIDC token, or the "
+           "trusted proxy's header).",
     "403": "The caller is not an administrator (INGEST_ADMIN_USERS).",
     "404": "No such job (or not one the caller may read: the answer is the same).",
     "409": "The action does not fit the job's state (e.g. cancel a complete job, retry one that did not fail).",
     "408": "The upload stalled: no bytes for the configured stall time. The job is FAILED.",
     "413": "The body is larger than the configured limit (the message names the limit in bytes).",
     "415": "The Content-Type is not one this endpoint accepts.",
-    "503": "The object store did not take the upload. The job is FAILED.",
+    "503": ("The object store did not take the upload (the job is FAILED), or the replica's memory budget is spent "
+            "right now: retry after `Retry-After` seconds (a job made for the request is FAILED)."),
 }
 
 PUBLIC: Final[list[dict[str, list[str]]]] = []  # no authentication, ever
 PROTECTED: Final = [{}, {"bearer": []}]  # a token when the deployment configures tokens
 
 STATE_RESPONSE: Final = _json(_ref("StateDocument"), "The job's state document.")
+# What a client does next with a new job: poll it. The links let schemathesis' stateful mode (and
+# client generators) follow a POST with a get_state of the job it made.
+SUBMITTED_RESPONSE: Final = STATE_RESPONSE | {"links": {
+    "GetStateByPath": {"operationId": "get_state_by_path", "parameters": {"job_id": "$response.body#/job_id"}},
+    "GetState": {"operationId": "get_state", "parameters": {"job_id": "$response.body#/job_id"}},
+}}
 
 # The job list, a job's page and the administrator actions: what the web console (/ui/) reads,
 # documented so other tools can do the same. With authentication on, a user sees only their own
@@ -178,12 +186,12 @@ DOCUMENT: Final[dict[str, Any]] = {
         "/ingest": {"post": {
             "operationId": "ingest", "summary": "Upload a bundle (the path Pacifica's documentation names).",
             "requestBody": {"$ref": "#/components/requestBodies/Bundle"},
-            "responses": {"200": STATE_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
+            "responses": {"200": SUBMITTED_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
         }},
         "/upload": {"post": {
             "operationId": "upload", "summary": "Upload a bundle (the path Pacifica's clients use).",
             "requestBody": {"$ref": "#/components/requestBodies/Bundle"},
-            "responses": {"200": STATE_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
+            "responses": {"200": SUBMITTED_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
         }},
         "/move": {"post": {
             "operationId": "move",
@@ -192,7 +200,7 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "required": True,
                 "content": {"application/json": {"schema": _ref("MoveDocument")}},
             },
-            "responses": {"200": STATE_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
+            "responses": {"200": SUBMITTED_RESPONSE, **_errors(400, 401, 408, 413, 415, 503)},
         }},
         "/get_state": {"get": {
             "operationId": "get_state", "summary": "The state document of a job.",
@@ -237,12 +245,14 @@ DOCUMENT: Final[dict[str, Any]] = {
         "responses": {
             str(code): _json(_ref("Error"), description) | (
                 {"headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Present when tokens are configured."}}}
-                if code == "401" else {}
+                if code == "401" else
+                {"headers": {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait when the replica is busy."}}}
+                if code == "503" else {}
             )
             for code, description in _ERROR_RESPONSES.items()
         },
         "schemas": {
-            "JobId": {"type": "integer", "minimum": 1, "description": "The job id, which is also the transaction id."},
+            "JobId": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "description": "The job id, which is also the transaction id."},
             "StateDocument": {
                 "type": "object",
                 "additionalProperties": False,

@@ -258,12 +258,21 @@ class StateCache:
         return self.put(job)
 
 
+# Job ids are Kubernetes integers (int64): no id the service issues is larger. Checked on the text's
+# length first, so a 5,000-digit id never reaches int() (which refuses over 4,300 digits).
+MAX_JOB_ID = 2**63 - 1
+
+
 def parse_job_id(text: str | None) -> int:
     if text is None or text == "":
         raise HTTPException(400, "job_id is required, e.g. /get_state?job_id=1234")
+    if len(text) > len(str(MAX_JOB_ID)):
+        digits = len(str(MAX_JOB_ID))
+        raise HTTPException(400, f"job_id must be a positive integer of at most {digits} digits, "
+                                 f"got {len(text)} characters")
     # Only ASCII digits: int() would also take " 1", "+1", "1_0" and other scripts' digits.
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise HTTPException(400, f"job_id must be a positive integer, got {text!r}")
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_JOB_ID:
+        raise HTTPException(400, f"job_id must be a positive integer up to {MAX_JOB_ID}, got {text!r}")
     return int(text)
 
 

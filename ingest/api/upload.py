@@ -14,13 +14,14 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ingest import jobs, lifecycle, logs, metrics
+from ingest.api.budget import MEMBER_COST, RETRY_AFTER_SECONDS, Exhausted, Reservation, busy
 from ingest.api.errors import error_response
 from ingest.api.pipe import Pipe, run_in_thread
 from ingest.api.services import Services
@@ -130,12 +131,61 @@ def observe_upload(outcome: str, size: int, started: float) -> None:
     metrics.UPLOAD_DURATION.labels(outcome).observe(time.monotonic() - started)
 
 
+PIPE_BYTES = 9 * 1024 * 1024  # what the pipe holds at most: 8 blocks queued, one filling
+MEMBERS_PER_RESERVATION = 4096
+
+
+def staging_cost(length: int | None, part_size: int) -> int:
+    """Memory one upload holds while staging: the pipe, and the SDK's part filling plus two in flight."""
+    body = length if length is not None else PIPE_BYTES + 3 * part_size
+    return min(body, PIPE_BYTES) + 3 * min(body, part_size)
+
+
+def reserve_metadata(reservation: Reservation) -> Callable[[int], None]:
+    """For the scanner: reserve metadata.txt's bytes before it keeps them (BodyError if they do not fit)."""
+
+    def reserve(size: int) -> None:
+        if not reservation.budget.fits_ever(reservation.held + size):
+            raise BodyError(413, f"metadata.txt is {size} bytes, more than this API replica's memory budget can hold "
+                                 "(INGEST_API_MEMORY_BUDGET_BYTES)")
+        try:
+            reservation.grow(size, f"metadata.txt of {size} bytes")
+        except Exhausted as error:
+            raise BodyError(503, error.message) from None
+
+    return reserve
+
+
+def reserve_members(scanner: TarScanner, reservation: Reservation, accounted: list[int]) -> None:
+    """Reserve what the index keeps for its members, a step of them at a time."""
+    if scanner.member_count > accounted[0]:
+        try:
+            reservation.grow(MEMBERS_PER_RESERVATION * MEMBER_COST, f"the index of {scanner.member_count} tar members")
+        except Exhausted as error:
+            raise BodyError(503, error.message) from None
+        accounted[0] += MEMBERS_PER_RESERVATION
+
+
+def retry_later(status: int) -> dict[str, str] | None:
+    return {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+
+
 async def ingest(request: Request) -> Response:
+    with request.app.state.services.budget.reservation() as reservation:
+        return await stage(request, reservation)
+
+
+async def stage(request: Request, reservation: Reservation) -> Response:
     started = time.monotonic()
     services: Services = request.app.state.services
     settings = services.settings
     check_content_type(request)
     expected = declared_length(request, settings.max_body_bytes)
+    part_size = staging_part_size(expected)
+    try:  # before the job exists: a busy replica answers 503 and makes nothing
+        reservation.grow(staging_cost(expected, part_size), "an upload's staging buffers")
+    except Exhausted as error:
+        raise busy(error) from None
     job_id = await asyncio.to_thread(services.job_ids.next)
     logs.bind_job(job_id)
     bundle_key = jobs.staged_bundle_key(job_id)
@@ -147,10 +197,10 @@ async def ingest(request: Request) -> Response:
     metrics.JOBS_SUBMITTED.labels(jobs.OPERATION_UPLOAD).inc()
     log.info("job %s: upload started (%s bytes declared)", job_id, expected if expected is not None else "unknown")
 
-    scanner = TarScanner(bundle_limits(settings))
+    scanner = TarScanner(bundle_limits(settings), before_metadata=reserve_metadata(reservation))
     member_hasher = MemberHasher(scanner.members)
     pipe = Pipe(observe=member_hasher.update)
-    part_size = staging_part_size(expected)
+    accounted = [0]  # members reserved for
     writer = run_in_thread(
         lambda: pipe.drain_into(lambda source: services.storage.put_stream(
             services.storage.staging, bundle_key, source, length=-1 if expected is None else expected,
@@ -172,6 +222,7 @@ async def ingest(request: Request) -> Response:
                     bundle_error = error
                     pipe.abort(error)
                 else:
+                    reserve_members(scanner, reservation, accounted)
                     await pipe.write(chunk)
             progress.report(received)
         if expected is not None and received != expected:
@@ -191,7 +242,7 @@ async def ingest(request: Request) -> Response:
         await asyncio.to_thread(fail, services, job_id, jobs.UPLOADING, error.message, uploadedBytes=received)
         log.warning("job %s: %s", job_id, error.message)
         observe_upload("failed", received, started)
-        return error_response(error.status, f"job {job_id} failed: {error.message}")
+        return error_response(error.status, f"job {job_id} failed: {error.message}", retry_later(error.status))
 
     await progress.settle()
     if bundle_error is not None:
@@ -205,9 +256,9 @@ async def ingest(request: Request) -> Response:
     try:
         await writer
         index = dataclasses.replace(index, sha1=member_hasher.digests)  # complete once the writer is
-        await asyncio.to_thread(
-            services.storage.put_bytes, services.storage.staging, jobs.staged_index_key(job_id),
-            index.to_json().encode(), "application/json",
+        await asyncio.to_thread(  # streamed: the index is never one string in memory
+            services.storage.put_chunks, services.storage.staging, jobs.staged_index_key(job_id),
+            index.json_chunks(), "application/json",
         )
     except Exception as error:
         log.exception("job %s: staging failed", job_id)

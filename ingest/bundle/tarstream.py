@@ -54,6 +54,7 @@ import dataclasses
 import enum
 import json
 import struct
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from ingest.jobs import LOAD_METADATA, OPEN_TAR
@@ -142,6 +143,8 @@ class Member:
 
 
 _MEMBER_FIELDS: Final = tuple(field.name for field in dataclasses.fields(Member))
+_BASE64_SLICE: Final = 3 * 1024 * 1024  # a multiple of 3: slices encode without padding in between
+_ROWS_PER_CHUNK: Final = 8192
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -154,7 +157,7 @@ class TarIndex:
     """
 
     members: tuple[Member, ...]
-    metadata: bytes | None
+    metadata: bytes | bytearray | None  # a bytearray when the scanner made it (filled in place, never joined)
     size: int
     sha1: dict[int, str] = dataclasses.field(default_factory=dict)
 
@@ -171,19 +174,33 @@ class TarIndex:
 
     def to_json(self) -> str:
         """A compact JSON text: members as rows under a field list, metadata as base64."""
-        rows = [
-            [m.name, m.type.value, m.header_offset, m.data_offset, m.size, m.linkname, m.mode, m.mtime]
-            for m in self.members
-        ]
-        document = {
-            "format": INDEX_FORMAT,
-            "size": self.size,
-            "metadata": None if self.metadata is None else base64.b64encode(self.metadata).decode("ascii"),
-            "fields": list(_MEMBER_FIELDS),
-            "members": rows,
-            "sha1": {str(offset): digest for offset, digest in self.sha1.items()},
-        }
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        return b"".join(self.json_chunks()).decode("utf-8")
+
+    def json_chunks(self) -> Iterator[bytes]:
+        """`to_json`'s text as UTF-8 pieces of at most a few MiB, made as they are consumed.
+
+        The API streams them into the staging bucket: a 64 MiB metadata.txt or a million member
+        rows never exist as one base64 string, one JSON string and its encoding at once."""
+        head = {"format": INDEX_FORMAT, "size": self.size, "fields": list(_MEMBER_FIELDS),
+                "sha1": {str(offset): digest for offset, digest in self.sha1.items()}}
+        yield json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1].encode()
+        if self.metadata is None:
+            yield b',"metadata":null'
+        else:
+            yield b',"metadata":"'
+            view = memoryview(self.metadata)
+            for start in range(0, len(view), _BASE64_SLICE):
+                yield base64.b64encode(view[start:start + _BASE64_SLICE])
+            yield b'"'
+        yield b',"members":['
+        for start in range(0, len(self.members), _ROWS_PER_CHUNK):
+            rows = [
+                [m.name, m.type.value, m.header_offset, m.data_offset, m.size, m.linkname, m.mode, m.mtime]
+                for m in self.members[start:start + _ROWS_PER_CHUNK]
+            ]
+            text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))[1:-1]
+            yield (("," if start else "") + text).encode()
+        yield b"]}"
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TarIndex:
@@ -230,13 +247,18 @@ class TarScanner:
     caller that keeps streaming (to drain the request) cannot miss it.
     """
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, *,
+                 before_metadata: Callable[[int], None] | None = None) -> None:
         self._limits = limits
+        # Called with metadata.txt's size before its bytes are kept: the API reserves the memory
+        # there, and whatever it raises (other than a BundleError) stops the scan before any allocation.
+        self._before_metadata = before_metadata
         self._offset = 0  # absolute offset of the next byte feed() will see
         self._pending = bytearray()  # a header block split across chunks
         self._skip = 0  # bytes of data and padding to pass over before the next block
         self._capture_left = 0  # bytes still to keep for the payload being captured
         self._capture_parts: list[bytes] = []
+        self._capture_buffer: bytearray | None = None  # metadata.txt, filled in place (size known)
         self._capture_kind = ""
         self._capture_pad = 0
         self._capture_at = 0  # header offset of the captured payload, for messages
@@ -244,7 +266,7 @@ class TarScanner:
         self._ext_offset: int | None = None
         self._ext_bytes = 0
         self._members: list[Member] = []
-        self._metadata: bytes | None = None
+        self._metadata: bytes | bytearray | None = None
         self._metadata_offset: int | None = None
         self._current = ""  # the last member's name, for messages
         self._where = ""  # what the bytes being skipped or captured belong to, for messages
@@ -313,7 +335,11 @@ class TarScanner:
                 continue
             if self._capture_left:
                 step = min(self._capture_left, size - i)
-                self._capture_parts.append(bytes(view[i : i + step]))
+                if self._capture_buffer is not None:
+                    at = len(self._capture_buffer) - self._capture_left
+                    self._capture_buffer[at : at + step] = view[i : i + step]
+                else:
+                    self._capture_parts.append(bytes(view[i : i + step]))
                 self._capture_left -= step
                 i += step
                 if not self._capture_left:
@@ -451,19 +477,21 @@ class TarScanner:
         self._capture_at = offset
         self._where = _CAPTURE_PLACES[kind] + f" (header at offset {offset})"
         self._capture_parts = []
+        self._capture_buffer = bytearray(size) if kind == "metadata" else None
         self._capture_pad = padded(size) - size
         self._capture_left = size
         if not size:
             self._end_capture()
 
     def _end_capture(self) -> None:
+        kind, offset = self._capture_kind, self._capture_at
+        self._skip = self._capture_pad
+        if kind == "metadata":
+            self._metadata, self._capture_buffer = self._capture_buffer, None
+            return
         payload = b"".join(self._capture_parts)
         self._capture_parts = []
-        self._skip = self._capture_pad
-        kind, offset = self._capture_kind, self._capture_at
-        if kind == "metadata":
-            self._metadata = payload
-        elif kind == "pax":
+        if kind == "pax":
             self._ext.update(parse_pax(payload, offset, is_global=False))
         elif kind == "global":
             records = parse_pax(payload, offset, is_global=True)
@@ -568,6 +596,8 @@ class TarScanner:
                 f"metadata.txt is {member.size} bytes, over the limit of "
                 f"{self._limits.max_metadata_bytes} bytes (max_metadata_bytes)",
             )
+        if self._before_metadata is not None:
+            self._before_metadata(member.size)
         self._start_capture("metadata", member.size, member.header_offset)
 
     # -- the end -----------------------------------------------------------------------------

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes.client.exceptions import ApiException
 
-from ingest import jobs, lifecycle
+from ingest import events, jobs, lifecycle
 from ingest.lifecycle import Job
-from ingest.operator import events
 from ingest.operator.podspec import terminated
 from ingest.storage import rollback
 

@@ -21,11 +21,11 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from ingest import jobs, lifecycle, metrics, resumable
+from ingest import events, jobs, lifecycle, metrics, resumable
 from ingest.config import Settings
 from ingest.kube import JobStore, list_pods, read_pod
 from ingest.lifecycle import Job
-from ingest.operator import cleanup, events
+from ingest.operator import cleanup
 from ingest.operator.podspec import TERMINATION_GRACE_SECONDS, can_write, failure_reason, worker_pod
 from ingest.storage import Storage
 

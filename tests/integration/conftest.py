@@ -30,6 +30,7 @@ TEST_SETTINGS = {
     "INGEST_MAX_METADATA_BYTES": str(1024 * 1024),
     "INGEST_MAX_BODY_BYTES": str(32 * 1024 * 1024),
 }
+SHARED_BUCKET = "ingest-shared"  # INGEST_MOVE_S3_SOURCES lists its prefix `shared/`
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +44,11 @@ def policy() -> Iterator[PolicyServer]:
 def stack(tmp_path_factory: pytest.TempPathFactory, policy: PolicyServer) -> Iterator[Stack]:
     # Named like `make run`'s folder, so README examples that use `.local/...` run against it as they stand.
     directory = Path(os.environ.get("INGEST_TEST_STACK_DIR") or tmp_path_factory.mktemp("stack") / ".local")
-    env = {**TEST_SETTINGS, "POLICY_INGEST_URL": policy.url}  # /move roots: the stack's default drop folder
+    # The shared root (the stack's drop folder, used without authentication), per-user roots (with
+    # it), and an s3 prefix.
+    roots = f"{directory / 'move'}:{directory / 'users' / '{user}'}"
+    env = {**TEST_SETTINGS, "INGEST_MOVE_ROOTS": roots, "INGEST_MOVE_S3_SOURCES": f"{SHARED_BUCKET}/shared",
+           "POLICY_INGEST_URL": policy.url}
     local = Stack(directory, ports=parse_ports("auto"), env=env)
     try:
         local.up()
@@ -54,8 +59,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory, policy: PolicyServer) -> Ite
 
 @pytest.fixture(scope="session")
 def move_root(stack: Stack) -> Path:
-    """The folder /move accepts sources from (INGEST_MOVE_ROOTS of the stack: its drop folder)."""
-    return Path(stack.settings_env()["INGEST_MOVE_ROOTS"])
+    """The folder /move accepts sources from without authentication (first of INGEST_MOVE_ROOTS: the drop folder)."""
+    path = Path(stack.settings_env()["INGEST_MOVE_ROOTS"].split(":")[0])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def user_root(stack: Stack) -> Callable[[str], Path]:
+    """The folder a user moves from with authentication on (the `{user}` root of INGEST_MOVE_ROOTS)."""
+    template = stack.settings_env()["INGEST_MOVE_ROOTS"].split(":")[1]
+
+    def root(user: str) -> Path:
+        path = Path(template.replace("{user}", user))
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    return root
 
 
 @pytest.fixture(scope="session")

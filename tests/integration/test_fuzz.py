@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -138,3 +139,30 @@ def test_mutated_bundle_never_5xx_always_completes_and_failure_writes_nothing(ap
     else:
         assert (final["task"], final["task_percent"]) == ("ingest metadata", "100.0"), final
         assert f"{final['job_id']}.metadata.json" in archive_keys(s3, final["job_id"])
+
+
+# Sources of every shape a hostile /move document might carry: paths with `..`, `//`, NUL, links
+# in the making, our own buckets, other schemes, non-strings.
+sources = st.one_of(
+    st.none(), st.integers(), st.lists(st.text(max_size=5), max_size=2),
+    st.sampled_from(["s3://ingest-staging/bundles/1.tar", "s3://ingest-archive/1/a.txt", "s3://", "s3:///x", "s3://ingest-shared/shared/",
+                     "s3://ingest-shared/shared/../x", "file:///etc/passwd", "/etc/passwd", "relative", "", "/", "//x"]),
+    st.builds(lambda parts: "/" + "/".join(parts), st.lists(st.sampled_from(["..", ".", "", "move-root", "users", "alice", "a\0b", "ü"]), max_size=6)),
+    st.text(max_size=40),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=sources, size=st.integers(-1, 2**64), job_id=st.text(max_size=30) | st.integers(-(2**70), 2**70).map(str))
+def test_hostile_move_sources_and_job_ids_are_answered_never_5xx(api: httpx.Client, s3: Minio, source: Any, size: int, job_id: str) -> None:
+    entry = files_entry("x.txt", "fuzz", b"x", source=source, size=size)
+    response = checked(api.post("/move", content=json.dumps(TRANSACTION + [entry]), headers={"Content-Type": "application/json"}))
+    event(f"/move {response.status_code}")
+    if response.status_code == 200:
+        final = wait_complete(api, response.json()["job_id"])
+        assert final["state"] == "FAILED" and "Traceback" not in final["exception"], final  # no such file exists anywhere
+        assert archive_keys(s3, final["job_id"]) == []
+    # The path form percent-encoded, as any client would send it (httpx refuses raw control characters).
+    for response in (api.get("/get_state", params={"job_id": job_id}), api.get(f"/get_state/{quote(job_id, safe='')}")):
+        # 307: `/get_state/` redirects to `/get_state`; 404: a job_id with `/` or `?` names another path
+        assert checked(response).status_code in (200, 307, 400, 404, 405), response.text

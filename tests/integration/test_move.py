@@ -14,6 +14,7 @@ from minio import Minio
 
 from ingest.kube import JobStore
 from tests.integration.bundles import TRANSACTION, files_entry
+from tests.integration.conftest import SHARED_BUCKET
 from tests.integration.helpers import archive_keys, wait_complete, wait_for
 
 pytestmark = pytest.mark.stack
@@ -50,27 +51,31 @@ def test_move_of_three_files_completes_and_removes_sources(api: httpx.Client, s3
              what="the moved sources to be removed")
 
 
-@pytest.mark.parametrize("case", ["no source", "absent", "outside", "symlink out", "digest", "size"])
+@pytest.mark.parametrize("case", ["no source", "absent", "symlink out", "symlinked folder", "a folder", "digest", "size"])
 def test_move_failures_leave_sources_and_archive_untouched(api: httpx.Client, s3: Minio, move_root: Path, tmp_path: Path, case: str) -> None:
     folder = move_root / f"{tmp_path.name}-{case.replace(' ', '-')}"
     entries = place(folder, {"good.txt": b"good", "bad.txt": b"bad file"})
     bad = entries[1]
-    words = {"no source": "source", "absent": "does not exist", "outside": "outside the allowed roots",
-             "symlink out": "outside the allowed roots", "digest": "mismatch", "size": "size mismatch"}[case]
+    refused = f"source {str(folder / 'x')!r} cannot be moved: it does not exist, or it is not a file this service may read for you"
+    words = {"no source": "source", "absent": refused, "symlink out": refused, "symlinked folder": refused, "a folder": refused,
+             "digest": "mismatch", "size": "size mismatch"}[case]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x").write_bytes(b"bad file")
     if case == "no source":
         del bad["source"]
     elif case == "absent":
-        bad["source"] = str(folder / "nowhere.txt")
-    elif case == "outside":
-        outside = tmp_path / "bad.txt"
-        outside.write_bytes(b"bad file")
-        bad["source"] = str(outside)
+        bad["source"] = str(folder / "x")
     elif case == "symlink out":
-        outside = tmp_path / "secret.txt"
-        outside.write_bytes(b"bad file")
-        link = folder / "link.txt"
-        link.symlink_to(outside)
-        bad["source"] = str(link)
+        (folder / "x").symlink_to(outside / "x")
+        bad["source"] = str(folder / "x")
+    elif case == "symlinked folder":  # a link in the middle of the path is not followed either
+        (folder / "link").symlink_to(outside)
+        bad["source"] = str(folder / "link" / "x")
+        words = words.replace(str(folder / "x"), str(folder / "link" / "x"))
+    elif case == "a folder":
+        (folder / "x").mkdir()
+        bad["source"] = str(folder / "x")
     elif case == "digest":
         bad["hashsum"] = hashlib.sha1(b"something else").hexdigest()
     elif case == "size":
@@ -83,6 +88,21 @@ def test_move_failures_leave_sources_and_archive_untouched(api: httpx.Client, s3
     assert archive_keys(s3, final["job_id"]) == []
     assert (folder / "good.txt").read_bytes() == b"good", "a failed move must leave its sources"
     assert (folder / "bad.txt").read_bytes() == b"bad file"
+    assert (outside / "x").read_bytes() == b"bad file"
+
+
+@pytest.mark.parametrize("source", [
+    "/etc/passwd", "relative/path.txt", "{root}/../escape.txt", "{root}/./a.txt", "{root}//a.txt",
+    "s3://ingest-staging/1/bundle.tar", "s3://ingest-archive/1/a.txt", "s3://ingest-shared/elsewhere/a.txt",
+    "s3://ingest-shared/shared/../elsewhere/a.txt", "s3://other-bucket/shared/a.txt",
+])
+def test_sources_outside_the_scope_are_400_without_a_job(api: httpx.Client, job_store: JobStore, move_root: Path, source: str) -> None:
+    before = {job["metadata"]["name"] for job in job_store.list()}
+    entry = files_entry("a.txt", "scoped", b"data", source=source.replace("{root}", str(move_root)))
+    response = post_move(api, TRANSACTION + [entry])
+    assert response.status_code == 400, response.text
+    assert response.json()["message"].endswith("cannot be moved: it does not exist, or it is not a file this service may read for you")
+    assert {job["metadata"]["name"] for job in job_store.list()} == before
 
 
 @pytest.mark.parametrize("body, content_type, status", [
@@ -103,13 +123,15 @@ def test_bad_move_documents_are_refused_without_a_job(api: httpx.Client, job_sto
 
 def test_s3_source_is_copied_server_side(api: httpx.Client, s3: Minio) -> None:
     data = os.urandom(300000)
-    s3.put_object("ingest-staging", "external/sample.bin", io.BytesIO(data), len(data))
-    entry = files_entry("sample.bin", "from-s3", data, source="s3://ingest-staging/external/sample.bin")
+    if not s3.bucket_exists(SHARED_BUCKET):
+        s3.make_bucket(SHARED_BUCKET)
+    s3.put_object(SHARED_BUCKET, "shared/sample.bin", io.BytesIO(data), len(data))
+    entry = files_entry("sample.bin", "from-s3", data, source=f"s3://{SHARED_BUCKET}/shared/sample.bin")
     response = post_move(api, TRANSACTION + [entry])
     final = wait_complete(api, response.json()["job_id"])
     assert final["state"] == "OK", final
     assert s3.get_object("ingest-archive", f"{final['job_id']}/from-s3/sample.bin").read() == data
-    assert s3.stat_object("ingest-staging", "external/sample.bin").size == len(data), "s3 sources are kept by default"
+    assert s3.stat_object(SHARED_BUCKET, "shared/sample.bin").size == len(data), "s3 sources are kept by default"
 
 
 def test_hundred_file_move(api: httpx.Client, s3: Minio, move_root: Path, tmp_path: Path) -> None:

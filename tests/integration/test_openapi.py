@@ -47,9 +47,10 @@ def test_every_route_is_documented() -> None:
     assert routes <= documented, routes - documented
 
 
-@pytest.mark.parametrize("text", ["\u0663", "\uff11", "+1", " 1", "1_0"])
+@pytest.mark.parametrize("text", ["\u0663", "\uff11", "+1", " 1", "1_0", "9" * 20, "1" * 5000, str(2**63)])
 def test_job_id_is_ascii_digits_only(api: httpx.Client, text: str) -> None:
-    """The document says integer; Python's int() also takes Arabic-Indic or full-width digits, `+`, `_`."""
+    """The document says integer up to 2**63-1; Python's int() also takes Arabic-Indic or full-width
+    digits, `+`, `_`, and refuses over 4,300 digits with an error that must not become a 500."""
     assert api.get(f"/get_state/{text}").status_code == 400
     assert api.get("/get_state", params={"job_id": text}).status_code == 400
 
@@ -86,3 +87,22 @@ def test_api_keeps_to_its_document(api_schema: Any, path: str, method: str, mode
         assert "Traceback" not in response.text
 
     keeps_to_it()
+
+
+def test_stateful_sequences_keep_to_the_document(api_schema: Any) -> None:
+    """schemathesis' stateful mode: POST a bundle or a move document, then follow the document's links
+    (get_state of the job it made), in random sequences, positive and negative; every answer checked."""
+
+    calls: list[str] = []
+
+    class Machine(api_schema.as_state_machine()):  # type: ignore[misc]
+        def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
+            calls.append(f"{case.method} {case.operation.path} {response.status_code}")
+            assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:500]}"
+            excluded = [positive_data_acceptance] if case.path == "/move" else []
+            case.validate_response(response, additional_checks=additional_checks, excluded_checks=excluded)
+
+    Machine.run(settings=settings(max_examples=15, stateful_step_count=6, deadline=None,
+                                  suppress_health_check=list(HealthCheck), database=None))
+    followed = [call for call in calls if call.startswith("GET /get_state") and call.endswith(" 200")]
+    assert followed, f"no sequence reached the state of a job it made: {calls[:20]}"

@@ -1,4 +1,6 @@
-"""Kubernetes Events on IngestJobs, so `kubectl describe ingestjob` tells a job's story."""
+"""Kubernetes Events on IngestJobs, so `kubectl describe ingestjob` tells a job's story.
+
+Posted by the operator (steps, workers, retention) and by workers (a /move source left in place)."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +13,8 @@ from ingest import jobs
 log = logging.getLogger(__name__)
 
 
-def post(client: kubernetes.client.ApiClient, job: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+def post(client: kubernetes.client.ApiClient, job: dict[str, Any], reason: str, message: str, *, warning: bool = False,
+         component: str = "ingest-operator") -> None:
     meta = job["metadata"]
     stamp = jobs.rfc3339(jobs.now())
     body = {
@@ -23,7 +26,7 @@ def post(client: kubernetes.client.ApiClient, job: dict[str, Any], reason: str, 
         "reason": reason,
         "message": message[:1024],
         "type": "Warning" if warning else "Normal",
-        "source": {"component": "ingest-operator"},
+        "source": {"component": component},
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,
         "count": 1,
