@@ -9,7 +9,6 @@ import lzma
 import os
 import random
 import tarfile
-import time
 import tracemalloc
 from typing import Any
 
@@ -475,10 +474,8 @@ def test_index_json_round_trip() -> None:
 def test_index_json_of_5000_members_is_cheap() -> None:
     members = tuple(Member(f"data/dir/file-{n:05d}.dat", MemberType.FILE, n * 2048, n * 2048 + 512, 1000, "", 0o644, 1_700_000_000) for n in range(5000))
     index = TarIndex(members=members, metadata=b"[" + b"{}," * 5000 + b"{}]", size=5000 * 2048 + 1024)
-    started = time.perf_counter()
-    text = index.to_json()
+    text = index.to_json()  # its speed is measured by `python -m benchmarks.scan`, not asserted here
     assert TarIndex.from_json(text) == index
-    assert time.perf_counter() - started < 1.0
     assert len(text) < 5000 * 80
 
 
@@ -552,31 +549,22 @@ class _Repeated(io.RawIOBase):
         return count
 
 
-@pytest.mark.parametrize(("member_size", "chunk"), [(1 << 20, 8 << 20), (4096, 1 << 20)])
-def test_scan_speed_of_a_1_gib_stream(member_size: int, chunk: int, capsys: pytest.CaptureFixture[str]) -> None:
-    """Faster than Python's own tar reader on the same stream, measured in the same run (a
-    baseline, not a fixed figure: the machine may be busy with other work)."""
-    unit = _synthetic_unit((8 << 20) // (member_size + 512), member_size)
-    repeats = (1 << 30) // len(unit) if member_size > 100_000 else (128 << 20) // len(unit)
+@pytest.mark.parametrize(("member_size", "chunk"), [(1 << 20, 8 << 20), (4096, 1 << 20), (4096, 777)])
+def test_scan_of_a_long_stream_in_any_chunking_finds_every_member(member_size: int, chunk: int) -> None:
+    """The same members as Python's own tar reader finds, whatever the chunk boundaries. (Its speed
+    against that reader is a benchmark, `python -m benchmarks.scan`, never a timed assertion.)"""
+    unit = _synthetic_unit((2 << 20) // (member_size + 512), member_size)
+    repeats = 8
     view = memoryview(unit)
     scanner = TarScanner()
-    started = time.perf_counter()
     for _ in range(repeats):
         for at in range(0, len(unit), chunk):
             scanner.feed(view[at : at + chunk])
     scanner.feed(END)
     index = scanner.finish()
-    elapsed = time.perf_counter() - started
-    started = time.perf_counter()
     with tarfile.open(fileobj=io.BufferedReader(_Repeated(unit, repeats), 1 << 20), mode="r|") as tar:
-        count = sum(1 for _member in tar)
-    baseline = time.perf_counter() - started
-    rate = repeats * len(unit) / elapsed / 1e6
-    with capsys.disabled():
-        print(f"\n  scan: {repeats * len(unit) / 2**20:.0f} MiB, {len(index.members)} members of {member_size} B, "
-              f"{chunk >> 10} KiB chunks: {rate:.0f} MB/s; tarfile r|: {repeats * len(unit) / baseline / 1e6:.0f} MB/s")
-    assert count == len(index.members)
-    assert elapsed < baseline
+        sizes = [member.size for member in tar]
+    assert [member.size for member in index.members] == sizes
 
 
 # -- property: damage is only ever a BundleError -------------------------------------------------
