@@ -59,6 +59,14 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_WORKER_MEMORY_LIMIT", "512Mi", "Memory limit of a worker Pod."),
     Var("INGEST_WORKER_DEADLINE_SECONDS", "3600", "activeDeadlineSeconds of a worker Pod: a running job past it fails."),
     Var("INGEST_WORKER_ATTEMPTS", "3", "Worker Pods tried for a job before it fails (bundle errors are never retried)."),
+    Var("INGEST_WORKER_MODE", "pool", "`pool`: bundles up to INGEST_POOL_MAX_BUNDLE_BYTES go to warm pool workers, larger ones get a Pod each; `pod`: one worker Pod per job."),
+    Var("INGEST_POOL_MIN", "1", "Pool worker Pods kept warm when no job waits (pool mode)."),
+    Var("INGEST_POOL_MAX", "4", "Most pool worker Pods the operator runs, however many jobs wait."),
+    Var("INGEST_POOL_MAX_BUNDLE_BYTES", str(16 * MiB), "Largest bundle a pool worker takes (read whole, in memory); a larger one gets its own worker Pod."),
+    Var("INGEST_POOL_JOBS_PER_WORKER", "4", "Jobs one pool worker runs at the same time."),
+    Var("INGEST_POOL_LEASE_SECONDS", "15", "How long a pool worker's claim on a job lasts unless renewed; a dead worker's jobs are retried after it."),
+    Var("INGEST_POOL_CPU", "250m", "CPU request of a pool worker Pod (limits: INGEST_WORKER_CPU_LIMIT, INGEST_WORKER_MEMORY_LIMIT)."),
+    Var("INGEST_POOL_MEMORY", "256Mi", "Memory request of a pool worker Pod."),
     Var("INGEST_UPLOAD_STALL_SECONDS", "300", "An upload that makes no progress this long fails."),
     Var("INGEST_START_TIMEOUT_SECONDS", "600", "A staged job whose worker has not started this long fails."),
     Var("INGEST_STAGED_RETENTION_SECONDS", str(7 * 24 * 3600), "How long a failed job's staged bundle is kept for a retry."),
@@ -125,6 +133,14 @@ class Settings:
     worker_memory_limit: str
     worker_deadline_seconds: int
     worker_attempts: int
+    worker_mode: str
+    pool_min: int
+    pool_max: int
+    pool_max_bundle_bytes: int
+    pool_jobs_per_worker: int
+    pool_lease_seconds: float
+    pool_cpu: str
+    pool_memory: str
     upload_stall_seconds: int
     start_timeout_seconds: int
     staged_retention_seconds: float
@@ -177,6 +193,14 @@ class Settings:
             worker_memory_limit=get("INGEST_WORKER_MEMORY_LIMIT"),
             worker_deadline_seconds=int(get("INGEST_WORKER_DEADLINE_SECONDS")),
             worker_attempts=max(1, int(get("INGEST_WORKER_ATTEMPTS"))),
+            worker_mode="pod" if get("INGEST_WORKER_MODE").strip().lower() == "pod" else "pool",
+            pool_min=max(0, int(get("INGEST_POOL_MIN"))),
+            pool_max=max(1, int(get("INGEST_POOL_MAX")), int(get("INGEST_POOL_MIN"))),
+            pool_max_bundle_bytes=int(get("INGEST_POOL_MAX_BUNDLE_BYTES")),
+            pool_jobs_per_worker=max(1, int(get("INGEST_POOL_JOBS_PER_WORKER"))),
+            pool_lease_seconds=max(3.0, float(get("INGEST_POOL_LEASE_SECONDS"))),
+            pool_cpu=get("INGEST_POOL_CPU"),
+            pool_memory=get("INGEST_POOL_MEMORY"),
             upload_stall_seconds=int(get("INGEST_UPLOAD_STALL_SECONDS")),
             start_timeout_seconds=int(get("INGEST_START_TIMEOUT_SECONDS")),
             staged_retention_seconds=float(get("INGEST_STAGED_RETENTION_SECONDS")),
@@ -197,7 +221,8 @@ class Settings:
             var.name: os.environ.get(var.name, var.default)
             for var in ENV
             if var.name not in secret and not var.name.startswith(("INGEST_API_", "INGEST_WORKER_", "INGEST_AUTH_", "INGEST_OPERATOR_"))
-        } | {"INGEST_NAMESPACE": self.namespace}
+        } | {"INGEST_NAMESPACE": self.namespace, "INGEST_WORKER_ATTEMPTS": str(self.worker_attempts),
+             "INGEST_WORKER_DEADLINE_SECONDS": str(self.worker_deadline_seconds)}
 
 
 def bundle_limits(settings: Settings) -> Limits:

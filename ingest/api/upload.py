@@ -232,9 +232,14 @@ async def ingest(request: Request) -> Response:
 
 
 def mark_staged(services: Services, job_id: int, size: int, sha256: str) -> dict:
-    """Record the bundle in the spec (still ours to change while UPLOADING), then hand it on."""
+    """Record the bundle in the spec (still ours to change while UPLOADING), then hand it on: to the
+    warm pool workers (a label they select on) when it is small enough, else to a worker Pod."""
     name = jobs.job_name(job_id)
-    services.jobs.patch(name, {"spec": {"staged": {"size": size, "sha256": sha256}}})
+    settings = services.settings
+    patch: dict = {"spec": {"staged": {"size": size, "sha256": sha256}}}
+    if settings.worker_mode == "pool" and size <= settings.pool_max_bundle_bytes:
+        patch["metadata"] = {"labels": {jobs.POOL_LABEL: jobs.POOL_WAITING}}
+    services.jobs.patch(name, patch)
 
     def decide(job: dict) -> dict | None:
         status = job.get("status") or {}

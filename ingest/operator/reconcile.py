@@ -19,6 +19,7 @@ from ingest.config import Settings
 from ingest.kube import JobStore
 from ingest.operator import events
 from ingest.operator.podspec import failure_reason, worker_pod
+from ingest.operator.pool import Pool
 from ingest.storage import Storage
 from ingest.worker.pipeline import rollback
 
@@ -54,12 +55,14 @@ class Reconciler:
         self.seen: dict[str, tuple[str, str, str]] = {}
         # Every job as last seen on the watch: the sweeper's view, so it never lists the namespace.
         self.known: dict[str, dict[str, Any]] = {}
+        self.pool = Pool(self)
 
     # --- jobs -------------------------------------------------------------------------------
     def job_changed(self, job: dict[str, Any]) -> None:
         status = status_of(job)
         self.known[job["metadata"]["name"]] = job
         self.narrate(job)
+        self.pool.job_changed(job)
         if job["metadata"].get("deletionTimestamp"):
             self.release(job)
         elif status.get("state") == jobs.FAILED and status.get("phase") in (jobs.PHASE_STAGED, jobs.PHASE_RUNNING):
@@ -90,8 +93,11 @@ class Reconciler:
     def forget(self, name: str) -> None:
         self.seen.pop(name, None)
         self.known.pop(name, None)
+        self.pool.forget(name)
 
     def start_worker(self, job: dict[str, Any]) -> None:
+        if self.pool.handles(job):
+            return  # a warm pool worker claims it
         name = job["metadata"]["name"]
         attempt = int(status_of(job).get("attempts") or 0) + 1
         pod = worker_pod(job, self.settings, attempt)
@@ -116,6 +122,12 @@ class Reconciler:
 
     def honour_manual_failure(self, job: dict[str, Any]) -> None:
         """An administrator failed the job: stop its worker and undo its writes, write no status."""
+        if jobs.pool_claim(status_of(job)):
+            # A pool worker stops on its own when it sees the FAILED and drops its lease: roll back
+            # only then (or once its Pod is gone), never while it could still write.
+            if not self.pool.claim_live(job):
+                rollback(self.storage, int(job["spec"]["jobId"]))
+            return
         pod_name = status_of(job).get("workerPod")
         deleted = self.delete_pod(pod_name) if pod_name else False
         rollback(self.storage, int(job["spec"]["jobId"]))
@@ -127,6 +139,8 @@ class Reconciler:
 
     def release(self, job: dict[str, Any]) -> None:
         """The job is being deleted: its staged bundle goes; archived files of a completed job stay."""
+        if self.pool.claim_live(job):
+            return  # the pool worker sees the deletion, stops and drops its lease; then we go on
         job_id = int(job["spec"]["jobId"])
         if not status_of(job).get("complete"):
             rollback(self.storage, job_id)
@@ -181,6 +195,7 @@ class Reconciler:
             written = self.store.update_status(name, lambda current: {
                 "phase": jobs.PHASE_STAGED, "updated": jobs.rfc3339(jobs.now()),
                 "exception": f"attempt {attempts} failed: {message}",
+                "claimedBy": None, "leaseExpires": None,  # a pool worker's claim ends with its attempt
             } if guard(current) else None)
             if written and status_of(written).get("phase") == jobs.PHASE_STAGED:
                 log.warning("job %s: %s; retrying (attempt %d of %d)", name, message, attempts + 1, allowed)

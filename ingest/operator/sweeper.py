@@ -30,6 +30,7 @@ def sweep(reconciler: Reconciler) -> None:
     for job in list(reconciler.known.values()):
         with logs.job(logs.job_id_of_object(job["metadata"]["name"])):
             sweep_job(reconciler, job)
+    reconciler.pool.scale()
 
 
 def sweep_job(reconciler: Reconciler, job: dict[str, Any]) -> None:
@@ -58,6 +59,8 @@ def sweep_job(reconciler: Reconciler, job: dict[str, Any]) -> None:
         # A backstop for a missed event only: the event handler starts workers at once, and the
         # sweeper's copy of the job may be a moment old, so a fresh Staged job is left to it.
         reconciler.start_worker(job)
+    elif phase == jobs.PHASE_RUNNING and jobs.pool_claim(status):
+        reconciler.pool.check_running(job)
     elif phase == jobs.PHASE_RUNNING:
         check_worker(reconciler, job)
 

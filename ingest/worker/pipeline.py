@@ -23,6 +23,7 @@ from ingest.worker import peers
 from ingest.worker.move import run_move
 from ingest.worker.reporter import Cancelled, Reporter
 from ingest.worker.transfer import Batch, Copy, Window, copy_all, object_metadata
+from ingest.worker.whole import WholeBundle
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,14 @@ def rollback(storage: Storage, job_id: int) -> None:
 
 class Worker:
     def __init__(self, *, settings: Settings, store: JobStore, storage: Storage, client: Any, name: str,
-                 pod: str | None, stop: threading.Event) -> None:
+                 pod: str | None, stop: threading.Event, reporter: Reporter | None = None) -> None:
         self.settings = settings
         self.store = store
         self.storage = storage
         self.client = client
         self.name = name
         self.stop = stop
-        self.reporter = Reporter(store, name, pod)
+        self.reporter = reporter or Reporter(store, name, pod)  # a pool worker brings one fenced by its claim
         self.limits = bundle_limits(settings)
 
     def run(self) -> None:
@@ -106,6 +107,8 @@ class Worker:
         except BaseException:
             self.undo(job_id)
             raise
+        finally:
+            self.reporter.close()
 
     def undo(self, job_id: int) -> None:
         """Roll back the archive writes, unless the job is recorded as succeeded: a completed job's
@@ -162,6 +165,14 @@ class Worker:
             log.warning("job %s: could not remove the staged bundle: %s", job_id, error)
 
     # --- upload ---------------------------------------------------------------------------
+    def read_whole(self, spec: dict[str, Any]) -> WholeBundle | None:
+        """A small bundle (up to INGEST_POOL_MAX_BUNDLE_BYTES) costs one GET; a larger one streams."""
+        size = (spec.get("staged") or {}).get("size")
+        if size is None or size > self.settings.pool_max_bundle_bytes:
+            return None
+        staged = spec["staged"]
+        return WholeBundle.read(self.storage, staged["bucket"], staged["key"], self.limits, staged.get("sha256"))
+
     def batches(self, bucket: str, key: str, planned: list[tuple[Member, Copy]]) -> list[Batch]:
         """Small neighbouring members share one ranged read; a large member streams on its own."""
         batches: list[Batch] = []
@@ -198,7 +209,8 @@ class Worker:
         bucket, key = spec["staged"]["bucket"], spec["staged"]["key"]
 
         self.reporter.step(jobs.OPEN_TAR, 0.0)
-        index = TarIndex.from_json(self.storage.get_bytes(bucket, jobs.staged_index_key(job_id)))
+        whole = self.read_whole(spec)
+        index = whole.index if whole else TarIndex.from_json(self.storage.get_bytes(bucket, jobs.staged_index_key(job_id)))
         self.reporter.step(jobs.OPEN_TAR, 100.0)
 
         self.reporter.step(jobs.LOAD_METADATA, 0.0)
@@ -227,7 +239,8 @@ class Worker:
                 **prehashed(index, entry, member, bucket, key),
             )))
         self.record_plan(job_id, [copy.key for _, copy in planned] + [self.metadata_key(job_id)])
-        self.copy(self.batches(bucket, key, planned), jobs.INGEST_FILES, total)
+        batches = whole.batches(planned) if whole else self.batches(bucket, key, planned)
+        self.copy(batches, jobs.INGEST_FILES, total)
         self.reporter.step(jobs.INGEST_FILES, 100.0, bytesDone=total, filesDone=len(planned))
 
         self.finish(job_id, document, user)

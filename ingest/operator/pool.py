@@ -1,0 +1,208 @@
+"""The warm pool: pool worker Pods sized to the queue, and the leases of the jobs they claim.
+
+The operator owns the pool the way a ReplicaSet owns its Pods, but with the one thing a
+ReplicaSet cannot know: how many small jobs are waiting. It keeps between INGEST_POOL_MIN and
+INGEST_POOL_MAX pool worker Pods (`podspec.pool_pod`), enough for the jobs queued and running at
+INGEST_POOL_JOBS_PER_WORKER each; it replaces Pods that end, and removes idle ones only after the
+queue has stayed short for `SCALE_DOWN_AFTER` seconds, so a burst does not make it flap.
+
+Leases: a pool worker claims a job with a lease in the job's status and renews it while it works
+(ingest/worker/pool.py). A claim is live while its Pod exists and its lease has not passed. When
+the Pod ends (crash, SIGKILL, eviction) the claim is dead at once: no process of it can write any
+more, so the normal retry rules apply. When the lease passes while the Pod still exists, the
+worker is hung: the operator deletes that Pod and waits for it to go before anything is retried
+or rolled back - a claim is never handed on, and nothing is rolled back, while its holder could
+still write. The label the API routed a job with (`jobs.POOL_LABEL`) is removed once the job is
+complete, so the pool workers' watch holds the queue, not the history.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from ingest import jobs
+from ingest.kube import read_pod
+from ingest.operator import events
+from ingest.operator.podspec import POOL_WORKER, failure_reason, pool_pod
+
+log = logging.getLogger(__name__)
+SCALE_DOWN_AFTER = 30.0
+TERMINATED = ("Succeeded", "Failed")
+
+
+def lease_passed(status: dict[str, Any], now: datetime.datetime | None = None) -> bool:
+    expires = jobs.parse_time(status.get("leaseExpires"))
+    return expires is not None and (now or jobs.now()) > expires
+
+
+class Pool:
+    def __init__(self, reconciler: Any) -> None:
+        self.reconciler = reconciler
+        self.settings = reconciler.settings
+        self.enabled = self.settings.worker_mode == "pool"
+        self.pods: dict[str, dict[str, Any]] = {}  # pool worker Pods as last seen on the watch
+        self.queued: dict[str, str] = {}  # incomplete pool jobs -> phase: the demand
+        self.lock = threading.RLock()
+        self.short_since: float | None = None
+
+    # --- the demand -------------------------------------------------------------------------
+    def handles(self, job: dict[str, Any]) -> bool:
+        """The pool, not a worker Pod of its own, runs this job (in pool mode)."""
+        return self.enabled and jobs.routed_to_pool(job)
+
+    def job_changed(self, job: dict[str, Any]) -> None:
+        name = job["metadata"]["name"]
+        status = job.get("status") or {}
+        if not jobs.routed_to_pool(job):
+            return
+        if jobs.state_document(job)["complete"] or job["metadata"].get("deletionTimestamp"):
+            with self.lock:
+                self.queued.pop(name, None)
+            if jobs.state_document(job)["complete"] and not self.claim_live(job):
+                self.unlabel(name)
+            return
+        with self.lock:
+            before = self.queued.get(name)
+            self.queued[name] = str(status.get("phase"))
+        if before is None and status.get("phase") == jobs.PHASE_STAGED:
+            self.scale()
+
+    def forget(self, name: str) -> None:
+        with self.lock:
+            self.queued.pop(name, None)
+
+    def unlabel(self, name: str) -> None:
+        try:
+            self.reconciler.store.patch(name, {"metadata": {"labels": {jobs.POOL_LABEL: None}}})
+        except ApiException as error:
+            if error.status != 404:
+                log.warning("could not take %s out of the pool's queue: %s", name, error.reason)
+
+    # --- the Pods ---------------------------------------------------------------------------
+    def sync(self) -> None:
+        """At start-up, before any scaling: the pool worker Pods that exist already."""
+        listing = self.reconciler.core.list_namespaced_pod(
+            self.settings.namespace, label_selector=f"{jobs.COMPONENT_LABEL}={POOL_WORKER}")
+        with self.lock:
+            for item in listing.items:
+                pod = self.reconciler.client.sanitize_for_serialization(item)
+                self.pods.setdefault(pod["metadata"]["name"], pod)
+
+    def pod_changed(self, pod: dict[str, Any], *, deleted: bool = False) -> None:
+        name = pod["metadata"]["name"]
+        phase = (pod.get("status") or {}).get("phase")
+        with self.lock:
+            if deleted:
+                self.pods.pop(name, None)
+            else:
+                self.pods[name] = pod
+        if deleted or phase in TERMINATED:
+            self.worker_gone(name, pod, deleted=deleted)
+            if not deleted:
+                self.delete_pod(name)  # a pool worker that ended is replaced, not restarted
+            self.scale()
+
+    def worker_gone(self, pod_name: str, pod: dict[str, Any] | None, *, deleted: bool) -> None:
+        """No process of this Pod can write any more: its claims are dead, their jobs retried."""
+        if pod is not None and (pod.get("status") or {}).get("phase") in TERMINATED:
+            message, _ = failure_reason(pod)
+            message = message.replace("worker Pod", "pool worker Pod", 1)
+        else:
+            message = f"pool worker Pod {pod_name} disappeared"
+        for job in self.claimed_by(pod_name):
+            self.reconciler.worker_failed(job, pod_name, message, True)
+
+    def claimed_by(self, pod_name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            names = [name for name in self.queued]
+        found = []
+        for name in names:
+            job = self.reconciler.known.get(name)
+            if job is not None and jobs.pool_claim(job.get("status") or {}) == pod_name:
+                found.append(job)
+        return found
+
+    def live_pods(self) -> list[str]:
+        with self.lock:
+            return [name for name, pod in self.pods.items()
+                    if not pod["metadata"].get("deletionTimestamp") and (pod.get("status") or {}).get("phase") not in TERMINATED]
+
+    def desired(self) -> int:
+        with self.lock:
+            demand = sum(1 for phase in self.queued.values() if phase in (jobs.PHASE_STAGED, jobs.PHASE_RUNNING))
+        wanted = math.ceil(demand / self.settings.pool_jobs_per_worker)
+        return max(self.settings.pool_min, min(self.settings.pool_max, wanted))
+
+    def scale(self) -> None:
+        if not self.enabled:
+            return
+        with self.lock:
+            live = self.live_pods()
+            wanted = self.desired()
+            if len(live) < wanted:
+                self.short_since = None
+                for _ in range(wanted - len(live)):
+                    self.create_pod()
+            elif len(live) > wanted:
+                now = time.monotonic()
+                self.short_since = self.short_since or now
+                if now - self.short_since >= SCALE_DOWN_AFTER:
+                    busy = {jobs.pool_claim((self.reconciler.known.get(name) or {}).get("status") or {}) for name in self.queued}
+                    for name in [pod for pod in live if pod not in busy][:len(live) - wanted]:
+                        log.info("pool: scaling down, deleting idle pool worker %s", name)
+                        self.delete_pod(name)
+                    self.short_since = None
+            else:
+                self.short_since = None
+
+    def create_pod(self) -> None:
+        try:
+            created = self.reconciler.core.create_namespaced_pod(self.settings.namespace, pool_pod(self.settings))
+        except ApiException as error:
+            log.warning("pool: could not create a pool worker Pod: %s", error.reason)
+            return
+        pod = self.reconciler.client.sanitize_for_serialization(created)
+        self.pods[pod["metadata"]["name"]] = pod
+        log.info("pool: started pool worker %s", pod["metadata"]["name"])
+
+    def delete_pod(self, name: str) -> None:
+        try:
+            self.reconciler.core.delete_namespaced_pod(name, self.settings.namespace)  # its full grace period
+        except ApiException as error:
+            if error.status != 404:
+                log.warning("pool: could not delete pool worker %s: %s", name, error.reason)
+
+    # --- claims -----------------------------------------------------------------------------
+    def claim_live(self, job: dict[str, Any]) -> bool:
+        """Whether the pool worker that claimed the job may still write to it.
+
+        A released claim (no lease) or a Pod that is gone or ended is dead. A passed lease on a Pod
+        that still exists makes the operator delete that Pod; the claim stays live until it is gone.
+        """
+        status = job.get("status") or {}
+        holder = jobs.pool_claim(status)
+        if not holder or not status.get("leaseExpires"):
+            return False
+        pod = self.pods.get(holder) or read_pod(self.reconciler.client, self.settings.namespace, holder)
+        if pod is None or (pod.get("status") or {}).get("phase") in TERMINATED:
+            return False
+        if lease_passed(status) and not pod["metadata"].get("deletionTimestamp"):
+            log.warning("job %s: the lease of pool worker %s passed at %s; deleting the Pod",
+                        job["metadata"]["name"], holder, status.get("leaseExpires"))
+            events.post(self.reconciler.client, job, "LeaseExpired",
+                        f"pool worker {holder} stopped renewing its lease (INGEST_POOL_LEASE_SECONDS); deleting it", warning=True)
+            self.delete_pod(holder)
+        return True
+
+    def check_running(self, job: dict[str, Any]) -> None:
+        """The sweeper's look at a Running pool job: retry it once its worker can no longer write."""
+        holder = jobs.pool_claim(job.get("status") or {})
+        if holder and not self.claim_live(job):
+            pod = self.pods.get(holder) or read_pod(self.reconciler.client, self.settings.namespace, holder)
+            self.worker_gone(holder, pod, deleted=pod is None)
