@@ -215,10 +215,11 @@ async def ingest(request: Request) -> Response:
     try:
         await writer
         index = dataclasses.replace(index, sha1=member_hasher.digests)  # complete once the writer is
-        await asyncio.to_thread(
-            services.storage.put_bytes, services.storage.staging, jobs.staged_index_key(job_id),
-            index.to_json().encode(), "application/json",
-        )
+        if received > settings.pool_max_bundle_bytes:  # a smaller bundle is read whole, in one GET
+            await asyncio.to_thread(
+                services.storage.put_bytes, services.storage.staging, jobs.staged_index_key(job_id),
+                index.to_json().encode(), "application/json",
+            )
     except Exception as error:
         log.exception("job %s: staging failed", job_id)
         message = f"the object store did not take the bundle ({received} bytes received): {error}"
@@ -239,7 +240,7 @@ def mark_staged(services: Services, job_id: int, size: int, sha256: str) -> dict
     patch: dict = {"spec": {"staged": {"size": size, "sha256": sha256}}}
     if settings.worker_mode == "pool" and size <= settings.pool_max_bundle_bytes:
         patch["metadata"] = {"labels": {jobs.POOL_LABEL: jobs.POOL_WAITING}}
-    services.jobs.patch(name, patch)
+    patched = services.jobs.patch(name, patch)
 
     def decide(job: dict) -> dict | None:
         status = job.get("status") or {}
@@ -247,4 +248,4 @@ def mark_staged(services: Services, job_id: int, size: int, sha256: str) -> dict
             return None
         return {"phase": jobs.PHASE_STAGED, "uploadedBytes": size, "updated": jobs.rfc3339(jobs.now())}
 
-    return services.jobs.update_status(name, decide) or {}
+    return services.jobs.update_status(name, decide, known=patched) or {}

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from ingest import ids, jobs
 from ingest.bundle import PREHASH_MIN_SIZE, BundleError, Member, TarIndex, final_document, match, parse_metadata
@@ -78,7 +78,8 @@ def rollback(storage: Storage, job_id: int) -> None:
 
 class Worker:
     def __init__(self, *, settings: Settings, store: JobStore, storage: Storage, client: Any, name: str,
-                 pod: str | None, stop: threading.Event, reporter: Reporter | None = None) -> None:
+                 pod: str | None, stop: threading.Event, reporter: Reporter | None = None,
+                 file_ids: Callable[[int], int] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.storage = storage
@@ -86,6 +87,8 @@ class Worker:
         self.name = name
         self.stop = stop
         self.reporter = reporter or Reporter(store, name, pod)  # a pool worker brings one fenced by its claim
+        # count -> first of `count` fresh ids; a pool worker hands them out of a block it holds
+        self.file_ids = file_ids or (lambda count: ids.reserve(self.client, self.settings.namespace, ids.FILE_IDS, count))
         self.limits = bundle_limits(settings)
 
     def run(self) -> None:
@@ -124,8 +127,13 @@ class Worker:
         block = (job.get("status") or {}).get("fileIds") or {}
         if block.get("count") == count and block.get("start"):
             return int(block["start"])
-        start = ids.reserve(self.client, self.settings.namespace, ids.FILE_IDS, max(count, 1)) if count else 1
-        self.reporter.write({"fileIds": {"start": start, "count": count}})
+        start = self.file_ids(count) if count else 1
+        if "file_id" in self.settings.archive_key_template:
+            # Archive keys depend on the ids: they must be on record before a file is written, so
+            # that another attempt writes (and rolls back) the same keys.
+            self.reporter.write({"fileIds": {"start": start, "count": count}})
+        else:  # travels with the next write; an attempt that dies first only leaves a gap in the ids
+            self.reporter.note({"fileIds": {"start": start, "count": count}})
         return start
 
     def policy(self, document: list[Any], user: str | None) -> None:
@@ -156,8 +164,7 @@ class Worker:
         self.storage.put_json(self.storage.archive, self.metadata_key(job_id), document)
         if self.settings.metadata_url:
             peers.ingest_metadata(self.settings.metadata_url, document, user)
-        self.reporter.check()
-        self.reporter.succeeded()
+        self.reporter.succeeded()  # a compare-and-swap: it fails if the job stopped being ours
         log.info("job %s: complete", job_id)
         try:
             self.storage.remove(self.storage.staging, jobs.staged_keys(job_id))
@@ -165,13 +172,25 @@ class Worker:
             log.warning("job %s: could not remove the staged bundle: %s", job_id, error)
 
     # --- upload ---------------------------------------------------------------------------
-    def read_whole(self, spec: dict[str, Any]) -> WholeBundle | None:
+    def read_whole(self, spec: dict[str, Any], *, always: bool = False) -> WholeBundle | None:
         """A small bundle (up to INGEST_POOL_MAX_BUNDLE_BYTES) costs one GET; a larger one streams."""
         size = (spec.get("staged") or {}).get("size")
-        if size is None or size > self.settings.pool_max_bundle_bytes:
+        if not always and (size is None or size > self.settings.pool_max_bundle_bytes):
             return None
         staged = spec["staged"]
         return WholeBundle.read(self.storage, staged["bucket"], staged["key"], self.limits, staged.get("sha256"))
+
+    def read_index(self, spec: dict[str, Any], job_id: int) -> TarIndex:
+        """The index the API recorded; the API records none for a bundle it deems small (its
+        INGEST_POOL_MAX_BUNDLE_BYTES may be larger than ours): then the bundle is read whole."""
+        try:
+            return TarIndex.from_json(self.storage.get_bytes(spec["staged"]["bucket"], jobs.staged_index_key(job_id)))
+        except Exception as error:
+            if not is_missing(error):
+                raise
+        whole = self.read_whole(spec, always=True)
+        assert whole is not None
+        return whole.index
 
     def batches(self, bucket: str, key: str, planned: list[tuple[Member, Copy]]) -> list[Batch]:
         """Small neighbouring members share one ranged read; a large member streams on its own."""
@@ -210,7 +229,7 @@ class Worker:
 
         self.reporter.step(jobs.OPEN_TAR, 0.0)
         whole = self.read_whole(spec)
-        index = whole.index if whole else TarIndex.from_json(self.storage.get_bytes(bucket, jobs.staged_index_key(job_id)))
+        index = whole.index if whole else self.read_index(spec, job_id)
         self.reporter.step(jobs.OPEN_TAR, 100.0)
 
         self.reporter.step(jobs.LOAD_METADATA, 0.0)

@@ -95,6 +95,11 @@ class Reporter:
         self._ours(job)
         return job
 
+    def note(self, fields: dict[str, Any]) -> None:
+        """Fields that travel with the next write, whenever that is."""
+        with self._lock:
+            self._pending.update(fields)
+
     def step(self, task: str, percent: float, **extra: Any) -> None:
         with self._lock:
             if self.lost is not None:
