@@ -33,6 +33,7 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_S3_SECRET_KEY", "", "Object store secret key."),
     Var("INGEST_S3_SECURE", "false", "Use HTTPS to the object store."),
     Var("INGEST_S3_REGION", "us-east-1", "Object store region."),
+    Var("INGEST_S3_TIMEOUT_SECONDS", "60", "Longest wait for an object store answer (a full or stuck store fails jobs, naming it)."),
     Var("INGEST_STAGING_BUCKET", "ingest-staging", "Bucket for uploaded bundles and move documents."),
     Var("INGEST_ARCHIVE_BUCKET", "ingest-archive", "Bucket for ingested files and metadata documents."),
     Var("INGEST_ARCHIVE_KEY_TEMPLATE", "{job_id}/{subdir}/{name}", "Archive key of a file; fields job_id, file_id, subdir, name, path."),
@@ -64,9 +65,10 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_POOL_MAX", "4", "Most pool worker Pods the operator runs, however many jobs wait."),
     Var("INGEST_POOL_MAX_BUNDLE_BYTES", str(16 * MiB), "Largest bundle a pool worker takes (read whole, in memory); a larger one gets its own worker Pod."),
     Var("INGEST_POOL_JOBS_PER_WORKER", "4", "Jobs one pool worker runs at the same time."),
-    Var("INGEST_POOL_LEASE_SECONDS", "15", "How long a pool worker's claim on a job lasts unless renewed; a dead worker's jobs are retried after it."),
     Var("INGEST_POOL_CPU", "250m", "CPU request of a pool worker Pod (limits: INGEST_WORKER_CPU_LIMIT, INGEST_WORKER_MEMORY_LIMIT)."),
     Var("INGEST_POOL_MEMORY", "256Mi", "Memory request of a pool worker Pod."),
+    Var("INGEST_LEASE_SECONDS", "30", "A worker proves it still owns its job every third of this; one whose Pod vanished is trusted dead only after it."),
+    Var("INGEST_FAILED_POD_RETENTION_SECONDS", "86400", "A failed job's worker Pods stay this long (for `kubectl logs`); a succeeded job's go at once."),
     Var("INGEST_UPLOAD_STALL_SECONDS", "300", "An upload that makes no progress this long fails."),
     Var("INGEST_START_TIMEOUT_SECONDS", "600", "A staged job whose worker has not started this long fails."),
     Var("INGEST_STAGED_RETENTION_SECONDS", str(7 * 24 * 3600), "How long a failed job's staged bundle is kept for a retry."),
@@ -107,6 +109,7 @@ class Settings:
     s3_secret_key: str
     s3_secure: bool
     s3_region: str
+    s3_timeout_seconds: float
     staging_bucket: str
     archive_bucket: str
     archive_key_template: str
@@ -138,9 +141,10 @@ class Settings:
     pool_max: int
     pool_max_bundle_bytes: int
     pool_jobs_per_worker: int
-    pool_lease_seconds: float
     pool_cpu: str
     pool_memory: str
+    lease_seconds: float
+    failed_pod_retention_seconds: float
     upload_stall_seconds: int
     start_timeout_seconds: int
     staged_retention_seconds: float
@@ -167,6 +171,7 @@ class Settings:
             s3_secret_key=get("INGEST_S3_SECRET_KEY"),
             s3_secure=_flag(get("INGEST_S3_SECURE")),
             s3_region=get("INGEST_S3_REGION"),
+            s3_timeout_seconds=max(1.0, float(get("INGEST_S3_TIMEOUT_SECONDS"))),
             staging_bucket=get("INGEST_STAGING_BUCKET"),
             archive_bucket=get("INGEST_ARCHIVE_BUCKET"),
             archive_key_template=get("INGEST_ARCHIVE_KEY_TEMPLATE"),
@@ -198,9 +203,10 @@ class Settings:
             pool_max=max(1, int(get("INGEST_POOL_MAX")), int(get("INGEST_POOL_MIN"))),
             pool_max_bundle_bytes=int(get("INGEST_POOL_MAX_BUNDLE_BYTES")),
             pool_jobs_per_worker=max(1, int(get("INGEST_POOL_JOBS_PER_WORKER"))),
-            pool_lease_seconds=max(3.0, float(get("INGEST_POOL_LEASE_SECONDS"))),
             pool_cpu=get("INGEST_POOL_CPU"),
             pool_memory=get("INGEST_POOL_MEMORY"),
+            lease_seconds=max(3.0, float(get("INGEST_LEASE_SECONDS"))),
+            failed_pod_retention_seconds=float(get("INGEST_FAILED_POD_RETENTION_SECONDS")),
             upload_stall_seconds=int(get("INGEST_UPLOAD_STALL_SECONDS")),
             start_timeout_seconds=int(get("INGEST_START_TIMEOUT_SECONDS")),
             staged_retention_seconds=float(get("INGEST_STAGED_RETENTION_SECONDS")),

@@ -7,6 +7,7 @@ wire, so this module is the single place where one is turned into the other.
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any, Final, Mapping
 
 GROUP: Final = "ingest.pacifica.org"
@@ -44,6 +45,9 @@ PHASE_STAGED: Final = "Staged"
 PHASE_RUNNING: Final = "Running"
 PHASE_SUCCEEDED: Final = "Succeeded"
 PHASE_FAILED: Final = "Failed"
+
+# RFC 3339 date-time (section 5.6): what `format: date-time` admits on a real API server.
+RFC3339: Final = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 
 OPERATION_UPLOAD: Final = "upload"
 OPERATION_MOVE: Final = "move"
@@ -105,10 +109,16 @@ def rfc3339(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
+def parse_time(text: object) -> datetime.datetime | None:
+    """Any RFC 3339 time Kubernetes accepts (fractions, `Z` or an offset, `t`/`z`), in UTC; None for
+    anything else. A time someone patched into a status never raises: the reader decides."""
+    if not isinstance(text, str) or not RFC3339.fullmatch(text.strip()):
         return None
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(datetime.timezone.utc)
 
 
 def wire_time(text: str | None) -> str:
@@ -122,15 +132,16 @@ def is_complete(state: str, task: str, percent: float) -> bool:
     return state == FAILED or (task == INGEST_METADATA and percent >= 100.0)
 
 
-def progress(state: str, task: str, percent: float, exception: str = "") -> dict[str, Any]:
-    """A status patch that moves a job to (state, task, percent), with `complete` derived."""
+def progress(state: str, task: str, percent: float, exception: str = "", *,
+             at: datetime.datetime | None = None) -> dict[str, Any]:
+    """The Pacifica fields of a job at (state, task, percent), with `complete` derived."""
     return {
         "state": state,
         "task": task,
         "taskPercent": float(percent),
         "complete": is_complete(state, task, float(percent)),
         "exception": exception,
-        "updated": rfc3339(now()),
+        "updated": rfc3339(at or now()),
     }
 
 
@@ -178,13 +189,17 @@ def format_percent(value: Any) -> str:
 
 def state_document(job: Mapping[str, Any]) -> dict[str, Any]:
     """The HTTP state document of a job: exactly Pacifica's keys and types."""
-    spec = job.get("spec") or {}
-    status = job.get("status") or {}
+    spec = job.get("spec") if isinstance(job.get("spec"), Mapping) else {}
+    status = job.get("status") if isinstance(job.get("status"), Mapping) else {}
     state = str(status.get("state") or OK)
     task = str(status.get("task") or UPLOADING)
     percent = status.get("taskPercent", 0.0)
+    try:
+        number = float(percent or 0.0)
+    except (TypeError, ValueError):
+        number = 0.0
     # An administrator's `kubectl patch` may set FAILED without `complete`: Pacifica's rule decides.
-    complete = bool(status.get("complete")) or is_complete(state, task, float(percent or 0.0))
+    complete = bool(status.get("complete")) or is_complete(state, task, number)
     created = status.get("created") or (job.get("metadata") or {}).get("creationTimestamp")
     return {
         "job_id": int(spec.get("jobId") or job_id_of((job.get("metadata") or {}).get("name", "")) or 0),
@@ -192,7 +207,7 @@ def state_document(job: Mapping[str, Any]) -> dict[str, Any]:
         "task": task,
         "task_percent": format_percent(percent),
         "complete": bool(complete),
-        "updated": wire_time(status.get("updated") or created),
+        "updated": wire_time(status.get("updated")) or wire_time(created),
         "created": wire_time(created),
         "exception": str(status.get("exception") or ""),
     }

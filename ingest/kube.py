@@ -18,7 +18,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from ingest import jobs
+from ingest import jobs, lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,13 @@ def retrying(call: Callable[[], T], *, attempts: int = 8, first_delay: float = 0
             log.warning("Kubernetes API unavailable (%s); retrying in %.1f s", type(error).__name__, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def list_pods(client: kubernetes.client.ApiClient, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    """Pods as the API serves them (camelCase JSON), Terminating ones included."""
+    response = retrying(lambda: kubernetes.client.CoreV1Api(client).list_namespaced_pod(
+        namespace, label_selector=label_selector, _preload_content=False))
+    return json.loads(response.data).get("items", [])
 
 
 def read_pod(client: kubernetes.client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
@@ -161,6 +168,22 @@ class JobStore:
                     raise
                 time.sleep(min(0.5, 0.01 * 2**attempt))
         raise RuntimeError(f"IngestJob {name}: status kept changing under {attempts} attempts")
+
+    def apply(self, name: str, transition: Callable[..., "dict[str, Any] | None"], *, known: Job | None = None,
+              **facts: Any) -> tuple[Job | None, bool]:
+        """Move the job by a `lifecycle` transition (compare-and-swap); (the job, whether it was written).
+
+        The transition sees the job as read and the time of the decision; it returns None when it
+        does not apply (the job moved on, or is no longer the caller's): then nothing is written."""
+        written = False
+
+        def decide(body: Job) -> dict[str, Any] | None:
+            nonlocal written
+            patch = transition(lifecycle.Job.of(body), jobs.now(), **facts)
+            written = bool(patch)
+            return patch
+
+        return self.update_status(name, decide, known=known), written
 
     def watch(self, resource_version: str | None, timeout_seconds: int = 300,
               label_selector: str | None = None) -> Iterator[dict[str, Any]]:

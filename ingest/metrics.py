@@ -96,7 +96,7 @@ WORKER_PODS = Counter("ingest_worker_pods_started_total", "Worker Pods the opera
 WORKER_RETRIES = Counter("ingest_worker_retries_total", "Worker Pods that failed and were retried with a new Pod.",
                          registry=OPERATOR)
 STUCK_JOBS = Counter("ingest_stuck_jobs_total", "Stuck jobs the sweeper found, by what was stuck.", ["reason"], registry=OPERATOR)
-STUCK_REASONS = ("upload_stalled", "worker_not_started", "worker_pending", "worker_vanished")
+STUCK_REASONS = ("upload_stalled", "worker_not_started", "worker_pending", "worker_vanished", "unreadable_status")
 
 # --- both --------------------------------------------------------------------------------------
 KUBE_REQUESTS = _in_both(Counter("ingest_kubernetes_requests_total", "Requests to the Kubernetes API, by HTTP verb.", ["verb"]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
 from typing import Any, BinaryIO, Iterable, Mapping
 
 import urllib3
@@ -17,19 +19,24 @@ from minio.commonconfig import ComposeSource, CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
+from ingest import jobs
 from ingest.config import Settings
+
+log = logging.getLogger(__name__)
 
 # Retried by urllib3 below the SDK: connection errors and 5xx answers, with exponential backoff,
 # so a briefly unreachable store costs a pause, not a failed job.
 _RETRIES = urllib3.Retry(
-    total=6, connect=6, read=3, backoff_factor=0.25, backoff_max=8,
+    total=6, connect=6, read=1, backoff_factor=0.25, backoff_max=8,
     status_forcelist=(500, 502, 503, 504), allowed_methods=None, raise_on_status=False,
 )
 
 
 def make_client(settings: Settings, *, pool_size: int = 32) -> Minio:
+    # Every call is bounded: a store that stops answering (Ceph blocks writes when full) costs at
+    # most a few timeouts, then an error that names the store, never a request or worker that hangs.
     http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=10, read=120),
+        timeout=urllib3.Timeout(connect=10, read=settings.s3_timeout_seconds),
         maxsize=pool_size,
         retries=_RETRIES,
     )
@@ -138,3 +145,37 @@ class Storage:
             real = [error for error in errors if error.code not in {"NoSuchKey", "NoSuchObject"}]
             if real:
                 raise RuntimeError(f"could not delete {len(real)} objects from {bucket}: {real[0].message}")
+
+    def abort_uploads(self, bucket: str, keys: Iterable[str]) -> int:
+        """Abort the incomplete multipart uploads to `keys` (their parts would otherwise stay on
+        the store, invisible and billed, forever). Listed once under the keys' common prefix."""
+        wanted = set(keys)
+        if not wanted:
+            return 0
+        prefix = os.path.commonprefix(sorted(wanted))
+        aborted, key_marker, upload_marker = 0, None, None
+        while True:
+            page = self.minio._list_multipart_uploads(  # the SDK has no public call for this S3 API
+                bucket, prefix=prefix, key_marker=key_marker, upload_id_marker=upload_marker, max_uploads=1000)
+            for upload in page.uploads:
+                if upload.object_name in wanted:
+                    self.minio._abort_multipart_upload(bucket, upload.object_name, upload.upload_id)
+                    aborted += 1
+            if not page.is_truncated or not page.uploads:
+                return aborted
+            key_marker, upload_marker = page.uploads[-1].object_name, page.uploads[-1].upload_id
+
+
+def rollback(storage: Storage, job_id: int) -> int:
+    """Remove every archive object the job planned to write (they may or may not exist) and abort
+    its incomplete multipart uploads. Idempotent; the caller makes sure no worker still writes."""
+    try:
+        planned = json.loads(storage.get_bytes(storage.staging, jobs.planned_keys_key(job_id)))
+    except Exception as error:
+        if is_missing(error):  # nothing planned, so nothing written
+            return 0
+        raise
+    storage.abort_uploads(storage.archive, planned)
+    storage.remove(storage.archive, planned)
+    log.info("job %s: rolled back %d archive keys", job_id, len(planned))
+    return len(planned)

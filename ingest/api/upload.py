@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ingest import jobs, logs, metrics
+from ingest import jobs, lifecycle, logs, metrics
 from ingest.api.errors import error_response
 from ingest.api.pipe import Pipe, run_in_thread
 from ingest.api.services import Services
@@ -95,14 +95,8 @@ def check_content_type(request: Request) -> None:
 
 def fail(services: Services, job_id: int, task: str, message: str, **extra: object) -> dict:
     """Record a failure unless the job already ended (an administrator or the operator was first)."""
-
-    def decide(job: dict) -> dict | None:
-        status = job.get("status") or {}
-        if status.get("complete") or status.get("phase") not in (None, jobs.PHASE_UPLOADING):
-            return None
-        return {**jobs.progress(jobs.FAILED, task, 0.0, message), "phase": jobs.PHASE_FAILED, **extra}
-
-    return services.jobs.update_status(jobs.job_name(job_id), decide) or {}
+    job, _ = services.jobs.apply(jobs.job_name(job_id), lifecycle.upload_failed, task=task, message=message, **extra)
+    return job or {}
 
 
 class Progress:
@@ -118,15 +112,11 @@ class Progress:
         if time.monotonic() - self.last < PROGRESS_INTERVAL or (self.task and not self.task.done()):
             return
         self.last = time.monotonic()
-        patch = {"uploadedBytes": received, "updated": jobs.rfc3339(jobs.now())}
-        self.task = asyncio.create_task(asyncio.to_thread(self._write, patch))
+        self.task = asyncio.create_task(asyncio.to_thread(self._write, received))
 
-    def _write(self, patch: dict) -> None:
-        def decide(job: dict) -> dict | None:
-            return patch if (job.get("status") or {}).get("phase") == jobs.PHASE_UPLOADING else None
-
+    def _write(self, received: int) -> None:
         try:
-            self.services.jobs.update_status(self.name, decide)
+            self.services.jobs.apply(self.name, lifecycle.upload_progress, received=received)
         except Exception as error:  # progress is advisory; the upload goes on
             log.warning("job %s: could not report upload progress: %s", self.name, error)
 
@@ -241,11 +231,5 @@ def mark_staged(services: Services, job_id: int, size: int, sha256: str) -> dict
     if settings.worker_mode == "pool" and size <= settings.pool_max_bundle_bytes:
         patch["metadata"] = {"labels": {jobs.POOL_LABEL: jobs.POOL_WAITING}}
     patched = services.jobs.patch(name, patch)
-
-    def decide(job: dict) -> dict | None:
-        status = job.get("status") or {}
-        if status.get("phase") != jobs.PHASE_UPLOADING or status.get("state") != jobs.OK:
-            return None
-        return {"phase": jobs.PHASE_STAGED, "uploadedBytes": size, "updated": jobs.rfc3339(jobs.now())}
-
-    return services.jobs.update_status(name, decide, known=patched) or {}
+    job, _ = services.jobs.apply(name, lifecycle.staged, size=size, known=patched)
+    return job or {}

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from ingest import jobs, kube
+from ingest import jobs, kube, lifecycle
 from ingest.config import Settings
 
 
@@ -31,15 +31,9 @@ def find(store: kube.JobStore, job_id: int) -> dict[str, Any]:
 
 
 def set_status(store: kube.JobStore, job_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-    find(store, job_id)
-
-    def decide(job: dict[str, Any]) -> dict[str, Any]:
-        status = job.get("status") or {}
-        merged = {**status, **fields}
-        complete = jobs.is_complete(str(merged.get("state")), str(merged.get("task")), float(merged.get("taskPercent") or 0))
-        return {**fields, "complete": complete, "updated": jobs.rfc3339(jobs.now())}
-
-    return store.update_status(jobs.job_name(job_id), decide) or {}
+    job = find(store, job_id)
+    written, _ = store.apply(jobs.job_name(job_id), lifecycle.admin_fields, fields=fields)
+    return written or job
 
 
 def command_job(store: kube.JobStore, args: argparse.Namespace) -> Any:
@@ -72,7 +66,10 @@ def command_cancel(store: kube.JobStore, args: argparse.Namespace) -> Any:
     job = find(store, args.job_id)
     if jobs.state_document(job)["complete"]:
         raise CommandError(f"job ID {args.job_id} is already complete ({job['status'].get('state')}); nothing to cancel.")
-    return jobs.state_document(set_status(store, args.job_id, {"state": jobs.FAILED, "exception": args.reason}))
+    written, changed = store.apply(jobs.job_name(args.job_id), lifecycle.cancel, reason=args.reason)
+    if not changed:
+        raise CommandError(f"job ID {args.job_id} completed meanwhile; nothing to cancel.")
+    return jobs.state_document(written or job)
 
 
 def command_retry(store: kube.JobStore, args: argparse.Namespace, settings: Settings) -> Any:
@@ -86,15 +83,13 @@ def command_retry(store: kube.JobStore, args: argparse.Namespace, settings: Sett
         raise CommandError(f"job ID {args.job_id} never finished staging its upload; there is nothing to retry from.")
     if jobs.STAGED_REMOVED_ANNOTATION in (job["metadata"].get("annotations") or {}):
         raise CommandError(f"job ID {args.job_id}: its staged data was removed after the retention period; upload it again.")
-    attempts = int(status.get("attempts") or 0)
-
-    def decide(current: dict[str, Any]) -> dict[str, Any] | None:
-        if (current.get("status") or {}).get("state") != jobs.FAILED:
-            return None
-        return {**jobs.progress(jobs.OK, jobs.UPLOADING, 100.0),
-                "phase": jobs.PHASE_STAGED, "maxAttempts": attempts + settings.worker_attempts}
-
-    return jobs.state_document(store.update_status(jobs.job_name(args.job_id), decide) or job)
+    if lifecycle.Job.of(job).committing:
+        raise CommandError(f"job ID {args.job_id}: the metadata service may already hold its transaction; "
+                           "it is not sent twice. Check the metadata service, then upload again if it is missing.")
+    written, changed = store.apply(jobs.job_name(args.job_id), lifecycle.retry, default_attempts=settings.worker_attempts)
+    if not changed:
+        raise CommandError(f"job ID {args.job_id} changed meanwhile; look at it again.")
+    return jobs.state_document(written or job)
 
 
 def namespace(given: str | None) -> str:

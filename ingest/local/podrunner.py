@@ -8,8 +8,17 @@ ServiceAccount identity, and `INGEST_TERMINATION_LOG` pointing at the file that 
 `/dev/termination-log`. The image is ignored: every Pod runs the project's own code.
 
 The Pod's status moves Pending -> Running -> Succeeded/Failed with `containerStatuses` (exit code,
-reason, termination message); deleting the Pod sends SIGTERM, then SIGKILL after the grace period;
-`activeDeadlineSeconds` is enforced. The operator cannot tell it is not on a cluster.
+reason, termination message); `activeDeadlineSeconds` is enforced. The operator cannot tell it is
+not on a cluster.
+
+Deletion is graceful, as a kubelet makes it: the runner holds a finalizer on every Pod whose
+process it runs, so a deleted Pod stays (Terminating) while its process gets SIGTERM and, after the
+grace period, SIGKILL; the Pod goes once the process is gone. `kubectl delete --grace-period=0
+--force` removes the Pod at once; a process that is stopped (SIGSTOP: a frozen or unreachable
+node) is then left alive, to show what a worker does when it wakes up without its Pod.
+
+Each running process's pid is in `<workdir>/pids/<pod>.pid`, so tests can pause (SIGSTOP) and
+resume (SIGCONT) a worker at a chosen moment without guessing which process is whose.
 """
 from __future__ import annotations
 
@@ -31,6 +40,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("podrunner")
+FINALIZER = "local.ingest.pacifica.org/process"  # held while the Pod's process may run
 
 
 def now() -> str:
@@ -50,6 +60,14 @@ def service_account_kubeconfig(directory: Path, server: str, namespace: str, acc
         }
         path.write_text(yaml.safe_dump(config))
     return path
+
+
+def stopped(pid: int) -> bool:
+    """The process is stopped (SIGSTOP), as /proc shows it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return False
 
 
 class RunningPod:
@@ -73,6 +91,7 @@ class PodRunner:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
+        (workdir / "pids").mkdir(parents=True, exist_ok=True)
 
     # --- environment ---------------------------------------------------------------------
     def _secret(self, name: str) -> dict[str, str]:
@@ -138,6 +157,8 @@ class PodRunner:
                                       "reason": "CreateContainerConfigError", "message": str(reason)}]})
             log.warning("pod %s: cannot resolve its environment: %s", name, reason)
             return
+        if not self._hold(name):
+            return  # deleted before it started: nothing to run
         termination_log = Path(env["INGEST_TERMINATION_LOG"])
         termination_log.unlink(missing_ok=True)
         output = open(self.workdir / "logs" / f"{name}.log", "ab")
@@ -153,6 +174,7 @@ class PodRunner:
         running = RunningPod(process, termination_log, time.monotonic() + deadline if deadline else None)
         with self.lock:
             self.pods[name] = running
+        self._pid_file(name).write_text(str(process.pid))
         started = now()
         self._patch_status(name, {
             "phase": "Running", "startTime": started, "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
@@ -174,7 +196,10 @@ class PodRunner:
                     self._terminate(process, grace=5)
         with self.lock:
             self.pods.pop(name, None)
+        self._pid_file(name).unlink(missing_ok=True)
         if running.deleted or self.stopping.is_set():
+            if not self.stopping.is_set():
+                self._release(name)
             return
         message = running.termination_log.read_text(errors="replace") if running.termination_log.exists() else ""
         if running.deadline_exceeded:
@@ -198,6 +223,7 @@ class PodRunner:
         if pod_reason:
             status |= {"reason": pod_reason, "message": pod_message}
         self._patch_status(name, status)
+        self._release(name)  # the process is gone: nothing left to wait for when the Pod is deleted
         log.info("pod %s: %s (exit code %d, %s)", name, phase, exit_code, reason)
 
     def _terminate(self, process: subprocess.Popen, grace: float) -> None:
@@ -216,21 +242,64 @@ class PodRunner:
             except ProcessLookupError:
                 pass
 
-    def deleted(self, pod: dict[str, Any]) -> None:
+    def _pid_file(self, name: str) -> Path:
+        return self.workdir / "pids" / f"{name}.pid"
+
+    def _hold(self, name: str) -> bool:
+        """Put our finalizer on the Pod before its process starts; False if it is being deleted."""
+        try:
+            self.core.patch_namespaced_pod(name, self.namespace, {"metadata": {"finalizers": [FINALIZER]}})
+            return True
+        except ApiException as error:
+            if error.status not in (404, 409, 422):
+                raise
+            return False
+
+    def _release(self, name: str) -> None:
+        """Drop our finalizer: the Pod may go (at once, if it is being deleted)."""
+        try:
+            pod = json.loads(self.core.read_namespaced_pod(name, self.namespace, _preload_content=False).data)
+            finalizers = pod["metadata"].get("finalizers") or []
+            if FINALIZER not in finalizers:
+                return
+            position = finalizers.index(FINALIZER)
+            self.core.patch_namespaced_pod(name, self.namespace, [
+                {"op": "test", "path": f"/metadata/finalizers/{position}", "value": FINALIZER},
+                {"op": "remove", "path": f"/metadata/finalizers/{position}"},
+            ], _content_type="application/json-patch+json")
+        except ApiException as error:
+            if error.status not in (404, 409, 422):
+                log.warning("pod %s: could not release its finalizer: %s", name, error.reason)
+
+    def deleted(self, pod: dict[str, Any], gone: bool = False) -> None:
+        """The Pod is being deleted (or is gone): stop its process as a kubelet would."""
         name = pod["metadata"]["name"]
         with self.lock:
             running = self.pods.get(name)
-        if running is not None and not running.deleted:
-            running.deleted = True
-            grace = pod["metadata"].get("deletionGracePeriodSeconds") or pod["spec"].get("terminationGracePeriodSeconds") or 30
-            log.info("pod %s: deleted; stopping pid %d", name, running.process.pid)
-            self._terminate(running.process, grace)
+        if running is None:
+            if not gone:
+                self._release(name)
+            return
+        if running.deleted:
+            return
+        running.deleted = True
+        grace = pod["metadata"].get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+        if grace == 0 and not gone:  # forced: the Pod goes now, whatever its process does
+            self._release(name)
+            if stopped(running.process.pid):
+                log.info("pod %s: force-deleted; its process %d is stopped (an unreachable node) and lives on",
+                         name, running.process.pid)
+                return
+        log.info("pod %s: deleted; stopping pid %d (grace %s s)", name, running.process.pid, grace)
+        self._terminate(running.process, grace)
 
     def observe(self, event_type: str, pod: dict[str, Any]) -> None:
         name = pod["metadata"]["name"]
         phase = (pod.get("status") or {}).get("phase")
         if event_type == "DELETED" or pod["metadata"].get("deletionTimestamp"):
-            self.deleted(pod)
+            self.deleted(pod, gone=event_type == "DELETED")
         elif phase in (None, "", "Pending") and name not in self.pods:
             self.start(pod)
         elif phase == "Running" and name not in self.pods:

@@ -8,6 +8,7 @@ from ingest.config import Settings
 
 WORKER = "worker"
 POOL_WORKER = "pool-worker"
+TERMINATION_GRACE_SECONDS = 30  # the operator deletes worker Pods with exactly this grace: never less
 
 
 def worker_pod_name(job_name: str, attempt: int) -> str:
@@ -18,7 +19,7 @@ def worker_pod(job: dict[str, Any], settings: Settings, attempt: int) -> dict[st
     meta = job["metadata"]
     pod = _pod(
         settings, name=worker_pod_name(meta["name"], attempt), component=WORKER, command=["python", "-m", "ingest.worker"],
-        env={"INGEST_JOB_NAME": meta["name"]}, requests={"cpu": settings.worker_cpu, "memory": settings.worker_memory},
+        env={"INGEST_JOB_NAME": meta["name"], "INGEST_ATTEMPT": str(attempt)}, requests={"cpu": settings.worker_cpu, "memory": settings.worker_memory},
     )
     pod["metadata"]["labels"][jobs.JOB_ID_LABEL] = str(job["spec"]["jobId"])
     pod["metadata"]["ownerReferences"] = [{
@@ -49,14 +50,15 @@ def _pod(settings: Settings, *, name: str | None, component: str, command: list[
         "spec": {
             "restartPolicy": "Never",
             "serviceAccountName": settings.worker_service_account,
-            "terminationGracePeriodSeconds": 30,
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": WORKER,
                 "image": settings.worker_image,
                 "command": command,
                 "env": [{"name": key, "value": value} for key, value in sorted(env.items())]
-                + [{"name": "INGEST_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                + [{"name": "INGEST_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                   {"name": "INGEST_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}],
                 "envFrom": [{"secretRef": {"name": settings.worker_secret}}],
                 "resources": {
                     "requests": requests,
@@ -99,3 +101,13 @@ def failure_reason(pod: dict[str, Any]) -> tuple[str, bool]:
                 text += "; it ran out of memory (INGEST_WORKER_MEMORY_LIMIT)"
             return (f"{text}: {message}" if message else text), True
     return f"worker Pod {name} failed: {status.get('message') or status.get('reason') or 'no reason given'}", True
+
+
+def terminated(pod: dict[str, Any]) -> bool:
+    """Its container has exited (restartPolicy Never): it can write nothing more."""
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def can_write(pod: dict[str, Any]) -> bool:
+    """A Pod whose process may still run: not yet terminated, or Terminating (deletion under way)."""
+    return not terminated(pod) or bool(pod["metadata"].get("deletionTimestamp"))

@@ -6,13 +6,14 @@ INGEST_POOL_MAX pool worker Pods (`podspec.pool_pod`), enough for the jobs queue
 INGEST_POOL_JOBS_PER_WORKER each; it replaces Pods that end, and removes idle ones only after the
 queue has stayed short for `SCALE_DOWN_AFTER` seconds, so a burst does not make it flap.
 
-Leases: a pool worker claims a job with a lease in the job's status and renews it while it works
-(ingest/worker/pool.py). A claim is live while its Pod exists and its lease has not passed. When
-the Pod ends (crash, SIGKILL, eviction) the claim is dead at once: no process of it can write any
-more, so the normal retry rules apply. When the lease passes while the Pod still exists, the
-worker is hung: the operator deletes that Pod and waits for it to go before anything is retried
-or rolled back - a claim is never handed on, and nothing is rolled back, while its holder could
-still write. The label the API routed a job with (`jobs.POOL_LABEL`) is removed once the job is
+Claims: a pool worker claims a job with the lifecycle's own start transition (it becomes the
+job's owner: attempt, Pod name, Pod uid), plus `claimedBy`, and proves it is alive with the same
+heartbeat as any worker. A job is the pool worker's to write while its claim holds: until the
+worker lets go (the job ended, or it lost the job and removed `claimedBy`) or its Pod ends. The
+reconciler asks `claimant()` before it rolls anything back, so nothing is removed while a pool
+worker could still write. A heartbeat older than INGEST_LEASE_SECONDS on a Pod that still runs
+means a hung worker: the operator deletes that Pod (its other jobs are retried too) and the claim
+dies with it. The label the API routed a job with (`jobs.POOL_LABEL`) is removed once the job is
 complete, so the pool workers' watch holds the queue, not the history.
 """
 from __future__ import annotations
@@ -26,19 +27,15 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from ingest import jobs
+from ingest import jobs, lifecycle
 from ingest.kube import read_pod
+from ingest.lifecycle import Job
 from ingest.operator import events
-from ingest.operator.podspec import POOL_WORKER, failure_reason, pool_pod
+from ingest.operator.podspec import POOL_WORKER, TERMINATION_GRACE_SECONDS, can_write, pool_pod
 
 log = logging.getLogger(__name__)
 SCALE_DOWN_AFTER = 30.0
 TERMINATED = ("Succeeded", "Failed")
-
-
-def lease_passed(status: dict[str, Any], now: datetime.datetime | None = None) -> bool:
-    expires = jobs.parse_time(status.get("leaseExpires"))
-    return expires is not None and (now or jobs.now()) > expires
 
 
 class Pool:
@@ -64,7 +61,7 @@ class Pool:
         if jobs.state_document(job)["complete"] or job["metadata"].get("deletionTimestamp"):
             with self.lock:
                 self.queued.pop(name, None)
-            if jobs.state_document(job)["complete"] and not self.claim_live(job):
+            if jobs.state_document(job)["complete"]:  # out of the queue; a claim on it is the reconciler's concern
                 self.unlabel(name)
             return
         with self.lock:
@@ -103,30 +100,19 @@ class Pool:
             else:
                 self.pods[name] = pod
         if deleted or phase in TERMINATED:
-            self.worker_gone(name, pod, deleted=deleted)
+            self.worker_gone(name)
             if not deleted:
                 self.delete_pod(name)  # a pool worker that ended is replaced, not restarted
             self.scale()
 
-    def worker_gone(self, pod_name: str, pod: dict[str, Any] | None, *, deleted: bool) -> None:
-        """No process of this Pod can write any more: its claims are dead, their jobs retried."""
-        if pod is not None and (pod.get("status") or {}).get("phase") in TERMINATED:
-            message, _ = failure_reason(pod)
-            message = message.replace("worker Pod", "pool worker Pod", 1)
-        else:
-            message = f"pool worker Pod {pod_name} disappeared"
-        for job in self.claimed_by(pod_name):
-            self.reconciler.worker_failed(job, pod_name, message, True)
-
-    def claimed_by(self, pod_name: str) -> list[dict[str, Any]]:
+    def worker_gone(self, pod_name: str) -> None:
+        """No process of this Pod can write any more: reconcile the jobs it held (retried, rolled back)."""
         with self.lock:
-            names = [name for name in self.queued]
-        found = []
+            names = list(self.queued)
         for name in names:
             job = self.reconciler.known.get(name)
             if job is not None and jobs.pool_claim(job.get("status") or {}) == pod_name:
-                found.append(job)
-        return found
+                self.reconciler.reconcile(name)
 
     def live_pods(self) -> list[str]:
         with self.lock:
@@ -173,36 +159,33 @@ class Pool:
 
     def delete_pod(self, name: str) -> None:
         try:
-            self.reconciler.core.delete_namespaced_pod(name, self.settings.namespace)  # its full grace period
+            self.reconciler.core.delete_namespaced_pod(name, self.settings.namespace,
+                                                       grace_period_seconds=TERMINATION_GRACE_SECONDS)
         except ApiException as error:
             if error.status != 404:
                 log.warning("pool: could not delete pool worker %s: %s", name, error.reason)
 
     # --- claims -----------------------------------------------------------------------------
-    def claim_live(self, job: dict[str, Any]) -> bool:
-        """Whether the pool worker that claimed the job may still write to it.
+    def pod_of(self, name: str) -> dict[str, Any] | None:
+        return self.pods.get(name) or read_pod(self.reconciler.client, self.settings.namespace, name)
 
-        A released claim (no lease) or a Pod that is gone or ended is dead. A passed lease on a Pod
-        that still exists makes the operator delete that Pod; the claim stays live until it is gone.
-        """
-        status = job.get("status") or {}
-        holder = jobs.pool_claim(status)
-        if not holder or not status.get("leaseExpires"):
-            return False
-        pod = self.pods.get(holder) or read_pod(self.reconciler.client, self.settings.namespace, holder)
-        if pod is None or (pod.get("status") or {}).get("phase") in TERMINATED:
-            return False
-        if lease_passed(status) and not pod["metadata"].get("deletionTimestamp"):
-            log.warning("job %s: the lease of pool worker %s passed at %s; deleting the Pod",
-                        job["metadata"]["name"], holder, status.get("leaseExpires"))
-            events.post(self.reconciler.client, job, "LeaseExpired",
-                        f"pool worker {holder} stopped renewing its lease (INGEST_POOL_LEASE_SECONDS); deleting it", warning=True)
-            self.delete_pod(holder)
-        return True
+    def claimant(self, job: Job) -> dict[str, Any] | None:
+        """The pool worker Pod that may still write to the job: it claimed it, has not let go, and runs."""
+        holder = jobs.pool_claim(job.status)
+        if not holder:
+            return None
+        pod = self.pod_of(holder)
+        return pod if pod is not None and can_write(pod) else None
 
-    def check_running(self, job: dict[str, Any]) -> None:
-        """The sweeper's look at a Running pool job: retry it once its worker can no longer write."""
-        holder = jobs.pool_claim(job.get("status") or {})
-        if holder and not self.claim_live(job):
-            pod = self.pods.get(holder) or read_pod(self.reconciler.client, self.settings.namespace, holder)
-            self.worker_gone(holder, pod, deleted=pod is None)
+    def check_lease(self, job: Job, body: dict[str, Any], pod: dict[str, Any]) -> None:
+        """A claimed job whose heartbeat is older than the lease, on a Pod that still runs: the
+        worker is hung. Delete its Pod (with its grace period); the claim ends when the Pod does."""
+        last = jobs.parse_time(job.status.get("heartbeat")) or job.updated
+        if pod["metadata"].get("deletionTimestamp") or lifecycle.seconds_since(last) <= self.settings.lease_seconds:
+            return
+        holder = pod["metadata"]["name"]
+        log.warning("job %s: pool worker %s gave no sign of life for %s s; deleting the Pod",
+                    job.name, holder, self.settings.lease_seconds)
+        events.post(self.reconciler.client, body, "LeaseExpired",
+                    f"pool worker {holder} stopped renewing its claim (INGEST_LEASE_SECONDS); deleting it", warning=True)
+        self.delete_pod(holder)

@@ -1,48 +1,37 @@
-"""The reconcile loop: IngestJobs into worker Pods, and Pods' ends into final job states.
+"""The reconcile loop: each IngestJob and its worker Pods, driven to where the lifecycle says.
 
-Level-triggered and idempotent: every function looks at the job (and its Pod) as they are now and
-does what is missing, so an operator restarted at any moment, or handed the same event twice,
-converges on the same result. Every status write is a compare-and-swap that first checks the job
-is still in the phase the decision was made for, and nothing here ever writes to a job that is
-complete: an administrator's FAILED is final.
+Level-triggered and idempotent: `reconcile(name)` looks at the job and its Pods as they are now and
+does the one next thing that is missing - stop a worker that is no longer wanted, roll back once no
+worker can write, start attempt n+1, notice a worker that ended or vanished, fail a job that
+passed a limit, collect Pods, expire. It runs on every job and Pod event and again from the sweeper
+every few seconds, so an action that failed (the object store was down, a Pod took its grace
+period to stop) is simply tried again, and a restarted operator converges on the same result.
+
+Writes to a job are lifecycle transitions applied by compare-and-swap; anything destructive
+(rollback, a new attempt) is decided again on a fresh read of the job and a fresh list of its Pods,
+under a per-job lock, so a stale event can never roll back what a newer attempt wrote.
 """
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from ingest import jobs, metrics
+from ingest import jobs, lifecycle, metrics
 from ingest.config import Settings
-from ingest.kube import JobStore
-from ingest.operator import events
-from ingest.operator.podspec import failure_reason, worker_pod
+from ingest.kube import JobStore, list_pods, read_pod
+from ingest.lifecycle import Job
+from ingest.operator import cleanup, events
+from ingest.operator.podspec import TERMINATION_GRACE_SECONDS, can_write, failure_reason, terminated, worker_pod
 from ingest.operator.pool import Pool
 from ingest.storage import Storage
-from ingest.worker.pipeline import rollback
 
 log = logging.getLogger(__name__)
-
-
-def status_of(job: dict[str, Any]) -> dict[str, Any]:
-    return job.get("status") or {}
-
-
-def in_phase(*phases: str, pod: str | None = None):
-    """A guard for update_status: the job is still OK, not complete, in one of `phases`."""
-
-    def check(job: dict[str, Any]) -> bool:
-        status = status_of(job)
-        return (
-            status.get("state") == jobs.OK
-            and not status.get("complete")
-            and status.get("phase") in phases
-            and (pod is None or status.get("workerPod") == pod)
-        )
-
-    return check
+Body = dict[str, Any]
 
 
 class Reconciler:
@@ -53,178 +42,269 @@ class Reconciler:
         self.core = kubernetes.client.CoreV1Api(client)
         self.storage = storage
         self.seen: dict[str, tuple[str, str, str]] = {}
-        # Every job as last seen on the watch: the sweeper's view, so it never lists the namespace.
-        self.known: dict[str, dict[str, Any]] = {}
+        # Jobs and worker Pods as last seen on the watches: the sweeper's view, so it never lists.
+        self.known: dict[str, Body] = {}
+        self.pods: dict[str, dict[str, Body]] = {}
+        self.unreadable: dict[str, str] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
         self.pool = Pool(self)
 
-    # --- jobs -------------------------------------------------------------------------------
-    def job_changed(self, job: dict[str, Any]) -> None:
-        status = status_of(job)
-        self.known[job["metadata"]["name"]] = job
-        self.narrate(job)
-        self.pool.job_changed(job)
-        if job["metadata"].get("deletionTimestamp"):
-            self.release(job)
-        elif status.get("state") == jobs.FAILED and status.get("phase") in (jobs.PHASE_STAGED, jobs.PHASE_RUNNING):
-            self.honour_manual_failure(job)
-        elif status.get("phase") == jobs.PHASE_STAGED and status.get("state") == jobs.OK and not status.get("complete"):
-            self.start_worker(job)
+    # --- what the watches say -------------------------------------------------------------------
+    def job_changed(self, body: Body) -> None:
+        name = body["metadata"]["name"]
+        self.known[name] = body
+        self.narrate(body)
+        self.pool.job_changed(body)
+        self.reconcile(name)
 
-    def narrate(self, job: dict[str, Any]) -> None:
+    def pod_changed(self, pod: Body, deleted: bool = False) -> None:
+        job_id = (pod["metadata"].get("labels") or {}).get(jobs.JOB_ID_LABEL)
+        if not job_id or not job_id.isdigit():
+            return
+        name = jobs.job_name(int(job_id))
+        pods = self.pods.setdefault(name, {})
+        if deleted:
+            pods.pop(pod["metadata"]["name"], None)
+            if not pods:
+                self.pods.pop(name, None)
+        else:
+            pods[pod["metadata"]["name"]] = pod
+        if name in self.known:
+            self.reconcile(name)
+
+    def forget(self, name: str) -> None:
+        for table in (self.seen, self.known, self.unreadable, self._locks):
+            table.pop(name, None)
+        self.pool.forget(name)
+
+    def narrate(self, body: Body) -> None:
         """An Event for each phase or step a job enters (remembered in memory: a restart may repeat one)."""
-        status = status_of(job)
-        name = job["metadata"]["name"]
-        now = (str(status.get("phase")), str(status.get("task")), str(status.get("state")))
+        job = Job.of(body)
+        name = job.name
+        now = (job.phase, job.task, job.state)
         before = self.seen.get(name)
-        if job["metadata"].get("deletionTimestamp") or now == before:
+        if job.deleting or now == before:
             return
         self.seen[name] = now
-        if status.get("complete") and before is None:
+        if job.complete and before is None:
             return  # a finished job seen at start-up: its story was told already
         if before is None or before[0] != now[0]:
             if now[0] == jobs.PHASE_STAGED:
-                size = (job["spec"].get("staged") or {}).get("size")
-                events.post(self.client, job, "Staged", f"bundle staged ({size} bytes)" if size is not None else "staged")
+                size = (job.spec.get("staged") or {}).get("size")
+                events.post(self.client, body, "Staged", f"bundle staged ({size} bytes)" if size is not None else "staged")
             elif now[0] == jobs.PHASE_SUCCEEDED:
-                events.post(self.client, job, "Completed", "ingest complete")
+                events.post(self.client, body, "Completed", "ingest complete")
         if before is not None and before[1] != now[1] and now[2] == jobs.OK and now[1] != jobs.UPLOADING:
-            events.post(self.client, job, "Step", f"{now[1]} started")
+            events.post(self.client, body, "Step", f"{now[1]} started")
 
-    def forget(self, name: str) -> None:
-        self.seen.pop(name, None)
-        self.known.pop(name, None)
-        self.pool.forget(name)
-
-    def start_worker(self, job: dict[str, Any]) -> None:
-        if self.pool.handles(job):
-            return  # a warm pool worker claims it
-        name = job["metadata"]["name"]
-        attempt = int(status_of(job).get("attempts") or 0) + 1
-        pod = worker_pod(job, self.settings, attempt)
-        pod_name = pod["metadata"]["name"]
-        try:
-            self.core.create_namespaced_pod(self.settings.namespace, pod)
-        except ApiException as error:
-            if error.status != 409:  # 409: an earlier run of this handler already made it
-                log.warning("job %s: could not create worker Pod %s: %s", name, pod_name, error.reason)
-                events.post(self.client, job, "WorkerNotCreated", f"could not create worker Pod {pod_name}: {error.reason}", warning=True)
+    # --- the loop -----------------------------------------------------------------------------
+    def reconcile(self, name: str) -> None:
+        with self._guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
+            body = self.known.get(name)
+            if body is None:
                 return
-        written = self.store.update_status(name, lambda current: {
-            "phase": jobs.PHASE_RUNNING, "attempts": attempt, "workerPod": pod_name,
-            "updated": jobs.rfc3339(jobs.now()),
-        } if in_phase(jobs.PHASE_STAGED)(current) and int(status_of(current).get("attempts") or 0) + 1 == attempt else None)
-        if written and status_of(written).get("workerPod") == pod_name:
-            log.info("job %s: worker Pod %s started (attempt %d)", name, pod_name, attempt)
-            metrics.WORKER_PODS.inc()
-            events.post(self.client, job, "WorkerStarted", f"worker Pod {pod_name} created (attempt {attempt})")
-        else:  # the job moved on while we created the Pod: it is not wanted
-            self.delete_pod(pod_name)
+            job = Job.of(body)
+            if job.problems:
+                self.report_unreadable(body, job)
+                return
+            self.unreadable.pop(name, None)
+            self.step(job, body)
 
-    def honour_manual_failure(self, job: dict[str, Any]) -> None:
-        """An administrator failed the job: stop its worker and undo its writes, write no status."""
-        if jobs.pool_claim(status_of(job)):
-            # A pool worker stops on its own when it sees the FAILED and drops its lease: roll back
-            # only then (or once its Pod is gone), never while it could still write.
-            if not self.pool.claim_live(job):
-                rollback(self.storage, int(job["spec"]["jobId"]))
+    def step(self, job: Job, body: Body) -> None:
+        pods = list(self.pods.get(job.name, {}).values())
+        if job.deleting:
+            cleanup.release(self, job, body)
             return
-        pod_name = status_of(job).get("workerPod")
-        deleted = self.delete_pod(pod_name) if pod_name else False
-        rollback(self.storage, int(job["spec"]["jobId"]))
-        if deleted:
-            log.info("job %s: FAILED by an administrator; worker Pod %s deleted", job["metadata"]["name"], pod_name)
-            events.post(self.client, job, "ManualFailure",
-                        f"FAILED by an administrator ({status_of(job).get('exception') or 'no reason given'}); worker Pod {pod_name} deleted",
-                        warning=True)
+        if job.manual_failure:
+            self.honour_manual_failure(job, body)
+        self.stop_unwanted(job, body, pods)
+        if job.needs_rollback:
+            cleanup.roll_back(self, job.name)
+        elif job.phase == jobs.PHASE_STAGED and not job.failed:
+            self.staged(job, body)
+        elif job.phase == jobs.PHASE_RUNNING and not job.failed:
+            self.check_worker(job, body)
+        elif job.phase == jobs.PHASE_UPLOADING and not job.failed:
+            self.check_upload(job, body)
+        if job.complete and job.phase in lifecycle.TERMINAL_PHASES:
+            cleanup.collect_pods(self, job, pods)
+            cleanup.expire(self, job, body)
 
-    def release(self, job: dict[str, Any]) -> None:
-        """The job is being deleted: its staged bundle goes; archived files of a completed job stay."""
-        if self.pool.claim_live(job):
-            return  # the pool worker sees the deletion, stops and drops its lease; then we go on
-        job_id = int(job["spec"]["jobId"])
-        if not status_of(job).get("complete"):
-            rollback(self.storage, job_id)
-        self.storage.remove(self.storage.staging, jobs.staged_keys(job_id))
-        finalizers = job["metadata"].get("finalizers") or []
-        if jobs.FINALIZER in finalizers:
-            position = finalizers.index(jobs.FINALIZER)
-            patch = [
-                {"op": "test", "path": f"/metadata/finalizers/{position}", "value": jobs.FINALIZER},
-                {"op": "remove", "path": f"/metadata/finalizers/{position}"},
-            ]
-            try:
-                self.store.custom.patch_namespaced_custom_object(
-                    jobs.GROUP, jobs.VERSION, self.settings.namespace, jobs.PLURAL, job["metadata"]["name"], patch,
-                    _content_type="application/json-patch+json",
-                )
-            except ApiException as error:
-                if error.status not in (404, 409, 422):
-                    raise
-            log.info("job %s: deleted; staged data removed", job_id)
-
-    # --- pods -------------------------------------------------------------------------------
-    def pod_changed(self, pod: dict[str, Any], deleted: bool = False) -> None:
-        job_id = (pod["metadata"].get("labels") or {}).get(jobs.JOB_ID_LABEL)
-        if not job_id:
+    def report_unreadable(self, body: Body, job: Job) -> None:
+        """Skipped, not fatal: one Event and one count per version, and the other jobs go on."""
+        if self.unreadable.get(job.name) == job.resource_version:
             return
-        job = self.store.get(jobs.job_name(int(job_id)))
-        if job is None or status_of(job).get("workerPod") != pod["metadata"]["name"]:
-            return
-        phase = (pod.get("status") or {}).get("phase")
-        if phase == "Succeeded":
-            self.worker_finished(job, pod)
-        elif phase == "Failed":
-            message, retryable = failure_reason(pod)
-            self.worker_failed(job, pod["metadata"]["name"], message, retryable)
-        elif deleted:
-            self.worker_failed(job, pod["metadata"]["name"], f"worker Pod {pod['metadata']['name']} disappeared", True)
+        self.unreadable[job.name] = job.resource_version
+        metrics.STUCK_JOBS.labels("unreadable_status").inc()
+        message = f"status cannot be read, the job is skipped until it is fixed: {'; '.join(job.problems)}"
+        log.warning("job %s: %s", job.name, message)
+        events.post(self.client, body, "Unreadable", message, warning=True)
 
-    def worker_finished(self, job: dict[str, Any], pod: dict[str, Any]) -> None:
-        pod_name = pod["metadata"]["name"]
-        self.worker_failed(job, pod_name, f"worker Pod {pod_name} exited without recording the job's outcome", False)
+    # --- stopping workers ---------------------------------------------------------------------
+    def wanted(self, job: Job, pod: Body) -> bool:
+        """A live worker Pod may go on: the job's owner, or one finishing its own outcome."""
+        name = pod["metadata"]["name"]
+        owner = job.owner
+        if owner is not None and not job.failed:
+            return name == owner.pod and (not owner.uid or pod["metadata"].get("uid") == owner.uid)
+        if job.phase == jobs.PHASE_SUCCEEDED or (job.phase == jobs.PHASE_FAILED and job.rolled_back):
+            return name == job.status.get("workerPod")  # recorded its outcome; exiting now
+        return False
 
-    def worker_failed(self, job: dict[str, Any], pod_name: str, message: str, retryable: bool) -> None:
-        """Retry while attempts remain (never for the bundle's fault), else FAILED at the current step."""
-        name = job["metadata"]["name"]
-        guard = in_phase(jobs.PHASE_RUNNING, pod=pod_name)
-        if not guard(job):
+    def stop_unwanted(self, job: Job, body: Body, pods: list[Body]) -> None:
+        candidates = [pod for pod in pods if can_write(pod) and not pod["metadata"].get("deletionTimestamp")
+                      and not self.wanted(job, pod)]
+        if not candidates:
             return
-        attempts = int(status_of(job).get("attempts") or 0)
-        allowed = int(status_of(job).get("maxAttempts") or self.settings.worker_attempts)
-        if retryable and attempts < allowed:
-            written = self.store.update_status(name, lambda current: {
-                "phase": jobs.PHASE_STAGED, "updated": jobs.rfc3339(jobs.now()),
-                "exception": f"attempt {attempts} failed: {message}",
-                "claimedBy": None, "leaseExpires": None,  # a pool worker's claim ends with its attempt
-            } if guard(current) else None)
-            if written and status_of(written).get("phase") == jobs.PHASE_STAGED:
-                log.warning("job %s: %s; retrying (attempt %d of %d)", name, message, attempts + 1, allowed)
-                metrics.WORKER_RETRIES.inc()
-                events.post(self.client, job, "Retrying", f"{message}; retrying (attempt {attempts + 1} of {allowed})", warning=True)
-                self.start_worker(written)
+        fresh = self.store.get(job.name)  # the watch may not have shown our own latest write yet
+        if fresh is None:
             return
-        self.fail(job, message if not retryable else f"{message} (after {attempts} attempts)", guard)
-
-    def fail(self, job: dict[str, Any], message: str, guard) -> None:
-        name = job["metadata"]["name"]
-        current = self.store.get(name)
-        if current is None or not guard(current):
-            return  # it moved on (succeeded, retried, failed by someone else): leave its files alone
-        rollback(self.storage, int(job["spec"]["jobId"]))
-        task = status_of(job).get("task") or jobs.UPLOADING
-        written = self.store.update_status(name, lambda current: {
-            **jobs.progress(jobs.FAILED, status_of(current).get("task") or task, 0.0, message),
-            "phase": jobs.PHASE_FAILED, "finishedAt": jobs.rfc3339(jobs.now()),
-        } if guard(current) else None)
-        if written and status_of(written).get("phase") == jobs.PHASE_FAILED:
-            log.warning("job %s: FAILED: %s", name, message)
-            events.post(self.client, job, "Failed", message, warning=True)
+        job = Job.of(fresh)
+        for pod in candidates:
+            if not self.wanted(job, pod):
+                if self.delete_pod(pod["metadata"]["name"]):
+                    events.post(self.client, body, "WorkerStopped",
+                                f"worker Pod {pod['metadata']['name']} is no longer wanted ({job.state}, phase {job.phase}); "
+                                f"deleted with its grace period of {TERMINATION_GRACE_SECONDS} s")
 
     def delete_pod(self, name: str) -> bool:
+        """Delete with the full grace period: the worker gets SIGTERM and time to stop writing."""
         try:
-            self.core.delete_namespaced_pod(name, self.settings.namespace, grace_period_seconds=5)
+            self.core.delete_namespaced_pod(name, self.settings.namespace, grace_period_seconds=TERMINATION_GRACE_SECONDS)
             return True
         except ApiException as error:
             if error.status == 404:
                 return False
             raise
+
+    def writers(self, job: Job) -> list[Body]:
+        """The job's worker Pods that may still write, read live (Terminating ones included)."""
+        pods = [pod for pod in list_pods(self.client, self.settings.namespace, f"{jobs.JOB_ID_LABEL}={job.job_id}")
+                if can_write(pod)]
+        claimant = self.pool.claimant(job)  # a pool worker that has not let go of the job
+        return pods + [claimant] if claimant else pods
+
+    def honour_manual_failure(self, job: Job, body: Body) -> None:
+        """An administrator failed the job: final as written (complete, phase Failed, their fields)."""
+        _, written = self.store.apply(job.name, lifecycle.manual_failure_honoured)
+        if written:
+            log.info("job %s: FAILED by an administrator: %s", job.name, job.status.get("exception") or "no reason given")
+            events.post(self.client, body, "ManualFailure",
+                        f"FAILED by an administrator ({job.status.get('exception') or 'no reason given'}); "
+                        "its worker is stopped, then its writes are rolled back", warning=True)
+
+    # --- starting workers ---------------------------------------------------------------------
+    def staged(self, job: Job, body: Body) -> None:
+        if lifecycle.seconds_since(job.updated) > self.settings.start_timeout_seconds:
+            metrics.STUCK_JOBS.labels("worker_not_started").inc()
+            self.fail(job, body, jobs.PHASE_STAGED,
+                      f"no worker could be started within {self.settings.start_timeout_seconds} s (INGEST_START_TIMEOUT_SECONDS)")
+        elif lifecycle.may_start(job):
+            self.start_worker(job.name)
+
+    def start_worker(self, name: str) -> None:
+        """Attempt n+1, decided on a fresh read, only once no earlier worker Pod of the job exists."""
+        body = self.store.get(name)
+        job = Job.of(body) if body else None
+        if job is None or job.problems or not lifecycle.may_start(job) or self.pool.handles(body):
+            return  # a warm pool worker claims a job routed to the pool
+        if self.writers(job):
+            return  # stop_unwanted deletes them; their deletion events bring us back here
+        attempt = job.attempts + 1
+        pod = worker_pod(body, self.settings, attempt)
+        pod_name = pod["metadata"]["name"]
+        try:
+            created = self.core.create_namespaced_pod(self.settings.namespace, pod, _preload_content=False)
+            uid = json.loads(created.data)["metadata"]["uid"]
+        except ApiException as error:
+            if error.status == 409:  # an earlier run made it and died before recording it: start clean
+                self.delete_pod(pod_name)
+                return
+            log.warning("job %s: could not create worker Pod %s: %s", name, pod_name, error.reason)
+            events.post(self.client, body, "WorkerNotCreated", f"could not create worker Pod {pod_name}: {error.reason}", warning=True)
+            return
+        _, written = self.store.apply(name, lifecycle.worker_started, owner=lifecycle.Owner(attempt, pod_name, uid))
+        if written:
+            log.info("job %s: worker Pod %s started (attempt %d)", name, pod_name, attempt)
+            metrics.WORKER_PODS.inc()
+            events.post(self.client, body, "WorkerStarted", f"worker Pod {pod_name} created (attempt {attempt})")
+        else:  # the job moved on while we created the Pod: it is not wanted
+            self.delete_pod(pod_name)
+
+    # --- running workers ----------------------------------------------------------------------
+    def check_worker(self, job: Job, body: Body) -> None:
+        owner = job.owner
+        assert owner is not None
+        pod = (self.pods.get(job.name, {}).get(owner.pod) or self.pool.pods.get(owner.pod)
+               or read_pod(self.client, self.settings.namespace, owner.pod))
+        if pod is not None and owner.uid and pod["metadata"].get("uid") != owner.uid:
+            pod = None  # a namesake, not our worker
+        if pod is None:
+            # Gone without terminating (force-deleted, node lost): its process may live on, so
+            # wait out its lease - the worker stops writing once it cannot prove the job is its own.
+            last = jobs.parse_time(job.status.get("heartbeat")) or job.updated
+            if lifecycle.seconds_since(last) < self.settings.lease_seconds:
+                return
+            metrics.STUCK_JOBS.labels("worker_vanished").inc()
+            self.worker_lost(job, body, f"worker Pod {owner.pod} disappeared", retryable=True)
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        pooled = jobs.pool_claim(job.status) == owner.pod
+        if pooled and phase not in ("Succeeded", "Failed"):
+            self.pool.check_lease(job, body, pod)
+        elif phase == "Succeeded" and pooled:  # drained or scaled down with the job unfinished: not the job's fault
+            self.worker_lost(job, body, f"pool worker Pod {owner.pod} exited before the job was done", retryable=True)
+        elif phase == "Succeeded":
+            self.worker_lost(job, body, f"worker Pod {owner.pod} exited without recording the job's outcome", retryable=False)
+        elif phase == "Failed":
+            message, retryable = failure_reason(pod)
+            self.worker_lost(job, body, message, retryable=retryable)
+        elif phase in (None, "Pending") and lifecycle.seconds_since(job.updated) > self.settings.start_timeout_seconds:
+            metrics.STUCK_JOBS.labels("worker_pending").inc()
+            self.fail(job, body, jobs.PHASE_RUNNING, f"worker Pod {owner.pod} did not start within "
+                      f"{self.settings.start_timeout_seconds} s (INGEST_START_TIMEOUT_SECONDS)")
+
+    def worker_lost(self, job: Job, body: Body, message: str, *, retryable: bool) -> None:
+        """Retry while attempts remain (never for the bundle's fault), else FAILED; the rollback
+        follows on the next pass, once the Pod can no longer write."""
+        assert job.owner is not None
+        written, changed = self.store.apply(job.name, lifecycle.worker_lost, owner=job.owner, message=message,
+                                            retryable=retryable, default_attempts=self.settings.worker_attempts)
+        if not changed or written is None:
+            return
+        after = Job.of(written)
+        if after.phase == jobs.PHASE_STAGED:
+            allowed = after.max_attempts or self.settings.worker_attempts
+            log.warning("job %s: %s; retrying (attempt %d of %d)", job.name, message, after.attempts + 1, allowed)
+            metrics.WORKER_RETRIES.inc()
+            events.post(self.client, body, "Retrying", f"{message}; retrying (attempt {after.attempts + 1} of {allowed})",
+                        warning=True)
+        else:
+            log.warning("job %s: FAILED: %s", job.name, after.status.get("exception"))
+            events.post(self.client, body, "Failed", str(after.status.get("exception")), warning=True)
+
+    def fail(self, job: Job, body: Body, phase: str, message: str) -> None:
+        _, written = self.store.apply(job.name, lifecycle.operator_failed, phase=phase, message=message)
+        if written:
+            log.warning("job %s: FAILED: %s", job.name, message)
+            events.post(self.client, body, "Failed", message, warning=True)
+
+    # --- uploads ------------------------------------------------------------------------------
+    def check_upload(self, job: Job, body: Body) -> None:
+        """An upload that stopped making progress - or whose status was never written, because its
+        API replica died between creating the job and writing it - fails at UPLOADING."""
+        stall = self.settings.upload_stall_seconds
+        if lifecycle.seconds_since(job.updated) <= stall:
+            return
+        metrics.STUCK_JOBS.labels("upload_stalled").inc()
+        received = job.status.get("uploadedBytes", 0)
+        message = (f"the upload stalled: no progress for {stall} s (INGEST_UPLOAD_STALL_SECONDS) after {received} bytes"
+                   if job.status else f"the upload never started: its status was not written within {stall} s "
+                                      "(INGEST_UPLOAD_STALL_SECONDS); the API replica may have stopped")
+        _, written = self.store.apply(job.name, lifecycle.upload_failed, task=jobs.UPLOADING, message=message)
+        if written:
+            log.warning("job %s: FAILED: %s", job.name, message)
+            events.post(self.client, body, "Failed", message, warning=True)

@@ -1,7 +1,7 @@
 """`python -m ingest.worker`: run one IngestJob's pipeline inside its worker Pod.
 
-Exit 0 means the job's outcome is recorded (complete, failed by the bundle, or cancelled by an
-administrator). Any other exit is a crash the operator may retry; the reason is written to the
+Exit 0 means the job's outcome is recorded (complete, failed by the bundle), or the job is no
+longer this worker's (cancelled, retried, deleted): then it wrote nothing more and undid nothing. Any other exit is a crash the operator may retry; the reason is written to the
 termination-message file, which Kubernetes shows on the Pod and the operator copies into the job.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from ingest import kube, logs
+from ingest import kube, lifecycle, logs
 from ingest.config import Settings
 from ingest.memory import bound_malloc
 from ingest.storage import Storage
@@ -50,11 +50,13 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     client = kube.api_client()
+    owner = lifecycle.Owner(attempt=int(os.environ.get("INGEST_ATTEMPT") or 0),
+                            pod=os.environ.get("INGEST_POD_NAME") or "", uid=os.environ.get("INGEST_POD_UID") or "")
     worker = Worker(
         settings=settings, store=kube.JobStore(client, settings.namespace), storage=Storage(settings),
-        client=client, name=name, pod=os.environ.get("INGEST_POD_NAME"), stop=stop,
+        client=client, name=name, owner=owner, stop=stop,
     )
-    log.info("worker Pod %s started for %s", os.environ.get("INGEST_POD_NAME") or "?", name)
+    log.info("worker Pod %s (attempt %d) started for %s", owner.pod or "?", owner.attempt, name)
     try:
         worker.run()
     except Terminated as error:

@@ -9,20 +9,19 @@ error leaves the status to the operator, which retries or fails the job.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 from typing import Any, Callable
 
-from ingest import ids, jobs
+from ingest import ids, jobs, lifecycle
 from ingest.bundle import PREHASH_MIN_SIZE, BundleError, Member, TarIndex, final_document, match, parse_metadata
 from ingest.config import Settings, bundle_limits
 from ingest.kube import JobStore
-from ingest.storage import Storage, is_missing
+from ingest.storage import Storage, is_missing, rollback
 from ingest.worker import peers
 from ingest.worker.move import run_move
 from ingest.worker.reporter import Cancelled, Reporter
-from ingest.worker.transfer import Batch, Copy, Window, copy_all, object_metadata
+from ingest.worker.transfer import Batch, Copy, Stopped, Window, copy_all, object_metadata
 from ingest.worker.whole import WholeBundle
 
 log = logging.getLogger(__name__)
@@ -64,21 +63,9 @@ class Progress:
             self.reporter.progress(100.0 * done / self.total, bytesDone=done)
 
 
-def rollback(storage: Storage, job_id: int) -> None:
-    """Remove every archive object the job planned to write (they may or may not exist)."""
-    try:
-        planned = json.loads(storage.get_bytes(storage.staging, jobs.planned_keys_key(job_id)))
-    except Exception as error:
-        if is_missing(error):  # nothing planned, so nothing written
-            return
-        raise
-    storage.remove(storage.archive, planned)
-    log.info("job %s: rolled back %d archive keys", job_id, len(planned))
-
-
 class Worker:
     def __init__(self, *, settings: Settings, store: JobStore, storage: Storage, client: Any, name: str,
-                 pod: str | None, stop: threading.Event, reporter: Reporter | None = None,
+                 owner: lifecycle.Owner, stop: threading.Event, reporter: Reporter | None = None,
                  file_ids: Callable[[int], int] | None = None) -> None:
         self.settings = settings
         self.store = store
@@ -86,15 +73,18 @@ class Worker:
         self.client = client
         self.name = name
         self.stop = stop
-        self.reporter = reporter or Reporter(store, name, pod)  # a pool worker brings one fenced by its claim
-        # count -> first of `count` fresh ids; a pool worker hands them out of a block it holds
+        # A pool worker brings a reporter that knows the job it claimed, and its own block of file ids.
+        self.reporter = reporter or Reporter(store, name, owner, lease=settings.lease_seconds)
         self.file_ids = file_ids or (lambda count: ids.reserve(self.client, self.settings.namespace, ids.FILE_IDS, count))
         self.limits = bundle_limits(settings)
 
     def run(self) -> None:
-        """Run the job; a bundle error or a cancellation is handled here, anything else is raised."""
-        job = self.reporter.check()
+        """Run the job while it is ours. A bundle error fails it here (after undoing our writes);
+        a lost job (cancelled, retried, deleted, lease unproven) stops it without undoing anything:
+        the operator rolls back once no worker of the job can write. Anything else is raised."""
+        job = self.reporter.claim()
         job_id = int(job["spec"]["jobId"])
+        self.reporter.watch(self.stop)
         try:
             if job["spec"]["operation"] == jobs.OPERATION_MOVE:
                 run_move(self, job)
@@ -102,24 +92,23 @@ class Worker:
                 self.run_upload(job)
         except BundleError as error:
             log.info("job %s: FAILED at %s: %s", job_id, error.task, error.message)
-            self.undo(job_id)
-            self.reporter.failed(error.task, error.message)
-        except Cancelled as reason:
-            log.info("job %s: stopped: %s", job_id, reason)
-            self.undo(job_id)
-        except BaseException:
-            self.undo(job_id)
-            raise
+            self.undo(job_id, error)
+        except (Cancelled, Stopped) as reason:
+            if self.reporter.lost is None and not isinstance(reason, Cancelled):
+                raise  # stopped by SIGTERM (raised there) or an unproven lease: the operator decides
+            log.info("job %s: stopped without undoing anything: %s", job_id, self.reporter.lost or reason)
         finally:
             self.reporter.close()
 
-    def undo(self, job_id: int) -> None:
-        """Roll back the archive writes, unless the job is recorded as succeeded: a completed job's
-        files are never touched (its success may have been written even if the answer was lost)."""
-        job = self.store.get(self.reporter.name)
-        if job is not None and (job.get("status") or {}).get("phase") == jobs.PHASE_SUCCEEDED:
-            return
-        rollback(self.storage, job_id)
+    def undo(self, job_id: int, error: BundleError) -> None:
+        """The bundle's fault: while the job is provably ours, remove what we wrote, then say FAILED.
+        A job lost meanwhile is left to the operator, which rolls back once we are gone."""
+        try:
+            self.reporter.check()
+            rollback(self.storage, job_id)
+            self.reporter.failed(error.task, error.message)
+        except Cancelled as reason:
+            log.info("job %s: lost before recording its failure: %s", job_id, reason)
 
     # --- steps shared by upload and move ------------------------------------------------------
     def reserve_file_ids(self, job: dict[str, Any], count: int) -> int:
@@ -130,7 +119,7 @@ class Worker:
         start = self.file_ids(count) if count else 1
         if "file_id" in self.settings.archive_key_template:
             # Archive keys depend on the ids: they must be on record before a file is written, so
-            # that another attempt writes (and rolls back) the same keys.
+            # that another attempt writes (and the operator rolls back) the same keys.
             self.reporter.write({"fileIds": {"start": start, "count": count}})
         else:  # travels with the next write; an attempt that dies first only leaves a gap in the ids
             self.reporter.note({"fileIds": {"start": start, "count": count}})
@@ -160,11 +149,19 @@ class Worker:
                  on_bytes=progress.add, stop=self.stop)
 
     def finish(self, job_id: int, document: list[Any], user: str | None) -> None:
+        """The transaction: once the metadata service may hold it, the job is committed (recorded
+        first, so no rollback and no retry sends it twice, even if we die before the answer)."""
         self.reporter.step(jobs.INGEST_METADATA, 0.0)
         self.storage.put_json(self.storage.archive, self.metadata_key(job_id), document)
         if self.settings.metadata_url:
+            self.reporter.committing()
             peers.ingest_metadata(self.settings.metadata_url, document, user)
-        self.reporter.succeeded()  # a compare-and-swap: it fails if the job stopped being ours
+        try:
+            self.reporter.succeeded()
+        except Cancelled:
+            if self.settings.metadata_url:  # accepted, though the job was taken from us meanwhile
+                self.reporter.committed_anyway()
+            raise
         log.info("job %s: complete", job_id)
         try:
             self.storage.remove(self.storage.staging, jobs.staged_keys(job_id))

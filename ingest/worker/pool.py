@@ -7,21 +7,21 @@ A pool worker pays that once and then serves the queue: the jobs the API labelle
 
 - **Queue**: one label-selected list+watch of IngestJobs. The operator removes the label from a
   completed job, so what this process holds is the queue, not the namespace's history.
-- **Claim**: a compare-and-swap on the job's status with the resourceVersion the watch delivered:
-  phase Running, the next attempt number, this Pod as `workerPod` and `claimedBy`, and a lease
-  (`leaseExpires`). Of several pool workers racing for a job exactly one write succeeds; the
-  others get 409 and look at the next job.
+- **Claim**: the lifecycle's start transition (`lifecycle.worker_started`: the job becomes Running,
+  owned by attempt n+1 of this Pod, name and uid), plus `claimedBy` and a first heartbeat, written
+  by compare-and-swap with the resourceVersion the watch delivered. Of several pool workers racing
+  for a job exactly one write succeeds; the others get 409 and look at the next job. A job whose
+  earlier attempt is not rolled back yet is not startable (`lifecycle.may_start`).
 - **Fencing**: the job then runs through the same `Worker` pipeline as a worker Pod, with a
-  `Reporter` that writes only while the job is Running at this attempt with this Pod as its
-  worker, and that carries a renewed lease on every write. A ticker renews leases of jobs that
-  have been quiet for a third of the lease and stops jobs that passed their deadline or were
-  lost (failed by an administrator, retried by the operator): their pipeline stops at the next
-  file and undoes its archive writes before the job is let go.
-- **Release**: the job's final write (Succeeded, Failed) drops the lease; a job this worker could
-  not finish goes back to Staged for another attempt (or FAILED once attempts are spent), and a
-  job it lost gets its lease removed, which tells the operator that no writer of this attempt is
-  left, so rolling back is safe. A worker that dies releases nothing: the operator sees its Pod
-  end (or its lease pass, then deletes the Pod) and only then retries.
+  `Reporter` whose every write is fenced by that owner, and whose heartbeat (every third of
+  INGEST_LEASE_SECONDS) is the claim's lease. A job lost meanwhile (failed by an administrator,
+  deleted) stops at its next file; past INGEST_WORKER_DEADLINE_SECONDS it is stopped too.
+- **Letting go**: a job that ended (Succeeded, or Failed by its bundle after this worker rolled
+  it back) needs nothing more. A job that stopped for another reason ends its attempt here as the
+  operator would for a lost Pod (another attempt, or FAILED) and drops `claimedBy`; a lost job
+  just drops `claimedBy`. Either tells the operator that no writer of the attempt is left here, so
+  it may roll back. A worker that dies lets go of nothing: the operator sees its Pod end (or its
+  heartbeats stop, then deletes the Pod) and only then rolls back and retries.
 
 SIGTERM (scale-down, node drain) stops claiming and lets running jobs finish within the Pod's
 grace period.
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import datetime
 import logging
 import os
 import random
@@ -43,25 +42,20 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from ingest import ids, jobs, kube, logs
+from ingest import ids, jobs, kube, lifecycle, logs
 from ingest.config import Settings
 from ingest.memory import bound_malloc
 from ingest.storage import Storage
 from ingest.worker.pipeline import Worker
-from ingest.worker.reporter import Cancelled, Reporter
+from ingest.worker.reporter import Reporter
 
 log = logging.getLogger("ingest.worker.pool")
 SELECTOR = f"{jobs.POOL_LABEL}={jobs.POOL_WAITING}"
-TERMINAL = (jobs.PHASE_SUCCEEDED, jobs.PHASE_FAILED, jobs.PHASE_STAGED)
 
 
 def waiting(job: dict[str, Any]) -> bool:
-    """Staged, OK, not complete, not being deleted: a job a pool worker may claim."""
-    status = job.get("status") or {}
-    return (
-        status.get("phase") == jobs.PHASE_STAGED and status.get("state") == jobs.OK and not status.get("complete")
-        and not job["metadata"].get("deletionTimestamp")
-    )
+    """A job a worker may start: Staged, OK, and whatever an earlier attempt wrote rolled back."""
+    return lifecycle.may_start(lifecycle.Job.of(job))
 
 
 class Queue:
@@ -157,23 +151,25 @@ class FileIds:
 
 @dataclasses.dataclass
 class Running:
-    """One claimed job in this worker: its fenced reporter and the event that stops its pipeline."""
+    """One claimed job in this worker: its owner identity, fenced reporter and the event that stops it."""
 
     name: str
-    attempt: int
+    owner: lifecycle.Owner
     reporter: Reporter
     stop: threading.Event
-    started: float
-    why_stopped: str = ""
+    deadline: threading.Timer
+    past_deadline: bool = False
 
 
 class PoolWorker:
-    def __init__(self, *, settings: Settings, client: kubernetes.client.ApiClient, storage: Storage, pod: str) -> None:
+    def __init__(self, *, settings: Settings, client: kubernetes.client.ApiClient, storage: Storage, pod: str,
+                 uid: str) -> None:
         self.settings = settings
         self.client = client
         self.store = kube.JobStore(client, settings.namespace)
         self.storage = storage
         self.pod = pod
+        self.uid = uid
         self.queue = Queue(self.store)
         self.file_ids = FileIds(client, settings.namespace)
         self.running: dict[str, Running] = {}
@@ -181,42 +177,27 @@ class PoolWorker:
         self.slots = threading.Semaphore(settings.pool_jobs_per_worker)
         self.draining = threading.Event()
 
-    # --- the lease ----------------------------------------------------------------------------
-    def lease_until(self) -> str:
-        moment = jobs.now() + datetime.timedelta(seconds=self.settings.pool_lease_seconds)
-        return jobs.rfc3339(moment)
-
-    def stamp(self, change: dict[str, Any]) -> dict[str, Any]:
-        """Every write renews the lease; the write that ends the attempt drops it."""
-        if change.get("phase") in TERMINAL:
-            return {"leaseExpires": None}
-        return {"leaseExpires": self.lease_until()}
-
     def claim(self, job: dict[str, Any]) -> dict[str, Any] | None:
-        """Compare-and-swap the job from Staged to Running under this worker, or None if another was first."""
-        status = job.get("status") or {}
-        body = {
-            "metadata": {"resourceVersion": job["metadata"]["resourceVersion"]},
-            "status": {
-                "phase": jobs.PHASE_RUNNING, "attempts": int(status.get("attempts") or 0) + 1,
-                "workerPod": self.pod, "claimedBy": self.pod, "leaseExpires": self.lease_until(),
-                "updated": jobs.rfc3339(jobs.now()),
-            },
-        }
-        name = job["metadata"]["name"]
+        """Compare-and-swap the job from Staged to Running, owned by this worker, or None if another was first."""
+        view = lifecycle.Job.of(job)
+        now = jobs.now()
+        owner = lifecycle.Owner(view.attempts + 1, self.pod, self.uid)
+        patch = lifecycle.worker_started(view, now, owner=owner)
+        if patch is None:
+            return None
+        body = {"metadata": {"resourceVersion": view.resource_version},
+                "status": {**patch, "claimedBy": self.pod, "heartbeat": jobs.rfc3339(now)}}
         try:
             claimed = self.store.custom.patch_namespaced_custom_object_status(
-                jobs.GROUP, jobs.VERSION, self.settings.namespace, jobs.PLURAL, name, body)
+                jobs.GROUP, jobs.VERSION, self.settings.namespace, jobs.PLURAL, view.name, body)
         except Exception as error:
             if isinstance(error, ApiException) and error.status in (404, 409, 422):
                 return None  # taken, changed or gone: the watch brings what happened
             if not kube.transient(error):
                 raise
-            # The answer was lost, not necessarily the write: the job is ours if it carries our claim.
-            current = kube.retrying(lambda: self.store.get(name))
-            status = (current or {}).get("status") or {}
-            if not (status.get("claimedBy") == self.pod and status.get("attempts") == body["status"]["attempts"]
-                    and status.get("leaseExpires") == body["status"]["leaseExpires"]):
+            # The answer was lost, not necessarily the write: the job is ours if it names us.
+            current = kube.retrying(lambda: self.store.get(view.name))
+            if current is None or not lifecycle.Job.of(current).owned_by(owner):
                 return None
             claimed = current
         self.queue.seen(claimed)
@@ -226,7 +207,6 @@ class PoolWorker:
     def serve(self) -> None:
         self.file_ids.prefetch()
         threading.Thread(target=self.queue.run, name="queue", daemon=True).start()
-        threading.Thread(target=self.tick_forever, name="lease", daemon=True).start()
         with concurrent.futures.ThreadPoolExecutor(self.settings.pool_jobs_per_worker, thread_name_prefix="job") as runner:
             while not self.draining.is_set():
                 if not self.slots.acquire(timeout=1.0):
@@ -242,95 +222,79 @@ class PoolWorker:
 
     def run_job(self, claimed: dict[str, Any]) -> None:
         name = claimed["metadata"]["name"]
-        attempt = int(claimed["status"]["attempts"])
+        owner = lifecycle.Job.of(claimed).owner
+        assert owner is not None
         stop = threading.Event()
-        reporter = Reporter(self.store, name, self.pod, attempt=attempt, stamp=self.stamp, known=claimed)
-        running = Running(name, attempt, reporter, stop, time.monotonic())
+        reporter = Reporter(self.store, name, owner, lease=self.settings.lease_seconds, known=claimed)
+        running = Running(name, owner, reporter, stop, threading.Timer(self.settings.worker_deadline_seconds,
+                                                                       self.past_deadline, args=(name,)))
+        running.deadline.daemon = True
         with self.lock:
             self.running[name] = running
+        running.deadline.start()
         try:
             with logs.job(jobs.job_id_of(name)):
-                log.info("claimed %s (attempt %d)", name, attempt)
+                log.info("claimed %s (attempt %d)", name, owner.attempt)
                 worker = Worker(settings=self.settings, store=self.store, storage=self.storage, client=self.client,
-                                name=name, pod=self.pod, stop=stop, reporter=reporter, file_ids=self.file_ids.take)
+                                name=name, owner=owner, stop=stop, reporter=reporter, file_ids=self.file_ids.take)
                 try:
                     worker.run()
                 except Exception as error:
                     self.give_back(running, error)
                 else:
-                    ended = ((reporter.job or {}).get("status") or {}).get("phase") in TERMINAL
-                    if reporter.lost is not None or not ended:  # lost: tell the operator no writer is left
+                    if reporter.lost is not None:
                         self.release(running)
         finally:
+            running.deadline.cancel()
+            stop.set()  # ends the job's heartbeat thread
             with self.lock:
                 self.running.pop(name, None)
             self.slots.release()
 
+    def past_deadline(self, name: str) -> None:
+        with self.lock:
+            running = self.running.get(name)
+        if running is not None:
+            running.past_deadline = True
+            running.stop.set()
+
     def give_back(self, running: Running, error: BaseException) -> None:
-        """The pipeline failed for a reason that is not the bundle's; its writes are undone already."""
-        reporter = running.reporter
+        """The pipeline stopped for a reason that is not the bundle's, and nothing of this attempt
+        runs any more: end the attempt as the operator would for a lost worker Pod (another attempt,
+        or FAILED past the deadline or the attempts) and let go; the operator then rolls back."""
+        if running.past_deadline:
+            message, retryable = (f"the job ran past its deadline of {self.settings.worker_deadline_seconds} s "
+                                  f"(INGEST_WORKER_DEADLINE_SECONDS) in pool worker {self.pod}"), False
+        else:
+            message, retryable = f"pool worker {self.pod} failed: {type(error).__name__}: {error}", True
+            log.warning("%s; the operator retries or fails the job", message)
+
+        def transition(job: lifecycle.Job, now: Any) -> dict[str, Any] | None:
+            patch = lifecycle.worker_lost(job, now, owner=running.owner, message=message, retryable=retryable,
+                                          default_attempts=self.settings.worker_attempts)
+            return {**patch, "claimedBy": None} if patch else None
+
         try:
-            if running.why_stopped.startswith("deadline"):
-                reporter.failed(reporter.task or jobs.OPEN_TAR, running.why_stopped.split(":", 1)[1].strip())
-                return
-            if isinstance(error, Cancelled) or reporter.lost is not None:
-                self.release(running)
-                return
-            message = f"pool worker {self.pod} failed: {type(error).__name__}: {error}"
-            status = (reporter.job or {}).get("status") or {}
-            allowed = int(status.get("maxAttempts") or self.settings.worker_attempts)
-            if running.attempt < allowed:
-                log.warning("%s; the job goes back to the queue (attempt %d of %d)", message, running.attempt + 1, allowed)
-                reporter.write({"phase": jobs.PHASE_STAGED, "exception": f"attempt {running.attempt} failed: {message}",
-                                "updated": jobs.rfc3339(jobs.now())})
-            else:
-                reporter.failed(reporter.task or jobs.OPEN_TAR, f"{message} (after {running.attempt} attempts)")
-        except Cancelled:
-            self.release(running)
+            _, written = self.store.apply(running.name, transition)
         except Exception:
-            log.exception("could not give %s back; its lease will lapse and the operator retries it", running.name)
+            log.exception("could not give %s back; the operator deletes this Pod once its heartbeat ages", running.name)
+            return
+        if not written:
+            self.release(running)
 
     def release(self, running: Running) -> None:
-        """Drop the lease of a job this attempt no longer works on (lost, or already ended by us)."""
+        """Let go of a job this attempt lost (failed by an administrator, deleted): no writer of it is
+        left here, which is what the operator waits for before rolling back."""
 
         def decide(job: dict[str, Any]) -> dict[str, Any] | None:
-            status = job.get("status") or {}
-            mine = status.get("claimedBy") == self.pod and int(status.get("attempts") or 0) == running.attempt
-            return {"leaseExpires": None} if mine and status.get("leaseExpires") else None
+            view = lifecycle.Job.of(job)
+            mine = jobs.pool_claim(view.status) == self.pod and view.attempts == running.owner.attempt
+            return {"claimedBy": None} if mine else None
 
         try:
             self.store.update_status(running.name, decide)
-        except Exception as error:  # the lease then lapses on its own
-            log.warning("could not release %s: %s", running.name, error)
-
-    # --- leases and deadlines ---------------------------------------------------------------------
-    def tick_forever(self) -> None:
-        interval = self.settings.pool_lease_seconds / 3
-        while True:
-            time.sleep(min(1.0, interval))
-            with self.lock:
-                current = list(self.running.values())
-            for running in current:
-                self.tick(running, interval)
-
-    def tick(self, running: Running, interval: float) -> None:
-        if running.stop.is_set():
-            return
-        if time.monotonic() - running.started > self.settings.worker_deadline_seconds:
-            running.why_stopped = (f"deadline: the job ran past its deadline of {self.settings.worker_deadline_seconds} s "
-                                   "(INGEST_WORKER_DEADLINE_SECONDS) in pool worker " + self.pod)
-            running.stop.set()
-            return
-        if time.monotonic() - running.reporter.last_write < interval:
-            return
-        try:
-            running.reporter.write({})
-        except Cancelled as reason:
-            log.info("%s is no longer ours (%s): stopping its pipeline", running.name, reason)
-            running.why_stopped = "lost"
-            running.stop.set()
-        except Exception as error:  # the next tick tries again; the lease has two more
-            log.warning("could not renew the lease of %s: %s", running.name, error)
+        except Exception as error:  # the operator deletes this Pod once the job's heartbeat ages
+            log.warning("could not let go of %s: %s", running.name, error)
 
 
 def main() -> int:
@@ -338,7 +302,8 @@ def main() -> int:
     settings = Settings.from_env()
     pod = os.environ.get("INGEST_POD_NAME") or f"pool-{os.getpid()}"
     logs.setup_logging(settings)
-    worker = PoolWorker(settings=settings, client=kube.api_client(), storage=Storage(settings), pod=pod)
+    worker = PoolWorker(settings=settings, client=kube.api_client(), storage=Storage(settings), pod=pod,
+                        uid=os.environ.get("INGEST_POD_UID") or "")
 
     def on_sigterm(signum: int, frame: object) -> None:
         worker.draining.set()

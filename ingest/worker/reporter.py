@@ -1,126 +1,159 @@
-"""How a worker reports: guarded status writes, merged when they come fast, respect for a manual FAILED.
+"""How a worker reports, fenced: every write is a lifecycle transition checked against its owner.
 
-Every write is a compare-and-swap through `JobStore.update_status`, and every write first checks
-that the job is still this worker's to report on: state OK, phase Running, this Pod named as the
-worker (and, for a pool worker, the attempt it claimed). When an administrator failed the job
-(IngestCMD or `kubectl patch`), or the operator gave the job to another attempt, the reporter
-raises `Cancelled` and the worker stops without writing.
+A worker attempt is identified by (attempt number, Pod name, Pod uid); the operator records that
+owner in the job when it starts the Pod. Every status write is a compare-and-swap whose transition
+first checks the job still names this owner (`lifecycle.Job.owned_by`), so an administrator's
+FAILED, a retry that handed the job to attempt n+1, or a `kubectl delete` all make the next write
+raise `Cancelled`, and the worker stops without writing anything - nor rolling anything back: the
+files are then the operator's to remove, once no worker of the job can write.
 
-Writes are merged: a step that starts or ends within `COALESCE_SECONDS` of the last write waits
-(at most that long, on a timer) and travels with the next one. A small job that runs from `open
+Between writes a watchdog proves the job is still ours at least every third of the lease
+(INGEST_LEASE_SECONDS; the heartbeat). A worker that could not prove it for half the lease -
+frozen, partitioned from the API, its Pod force-deleted - raises its stop flag before it writes
+another archive object; the operator waits a whole lease after the last heartbeat before it
+trusts that a Pod which vanished without terminating is dead.
+
+Steps are merged: a step that starts or ends within `COALESCE_SECONDS` of the last write waits
+(at most that long, on a timer) and travels with the next write. A small job that runs from `open
 tar` to `ingest metadata` 100 in a fraction of a second so costs two or three writes instead of a
 dozen, while a slower job still shows Pacifica's step sequence, each step within a second. The
-final write (succeeded or failed) always goes at once, carrying whatever was pending.
+final write (succeeded or failed) goes at once.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Callable
 
-from ingest import jobs
+from ingest import jobs, lifecycle
 from ingest.kube import JobStore
 
+log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 1.0
 COALESCE_SECONDS = 1.0
+CLAIM_WAIT_SECONDS = 60.0  # the operator records the owner just after creating the Pod
 
 
 class Cancelled(Exception):
-    """The job is no longer ours: failed by an administrator, or handed to another attempt."""
+    """The job is no longer ours: failed by an administrator, handed to another attempt, deleted."""
 
 
 class Reporter:
-    def __init__(self, store: JobStore, name: str, pod: str | None, *, attempt: int | None = None,
-                 stamp: Callable[[dict[str, Any]], dict[str, Any]] | None = None, known: dict[str, Any] | None = None) -> None:
+    def __init__(self, store: JobStore, name: str, owner: lifecycle.Owner, *, lease: float = 30.0,
+                 known: dict[str, Any] | None = None) -> None:
         self.store = store
-        self.name = name
-        self.pod = pod
-        self.attempt = attempt  # a pool worker's claim: only this attempt may write
-        self.stamp = stamp  # fields every write carries, given the change (a pool worker's lease)
-        self.task = ""
-        self.job = known  # the version last written or read: the next write's first guess
+        self.job = known  # the version last written or read (a pool worker's claim): the next write's first guess
         self.last_write = time.monotonic() if known is not None else 0.0
-        self.lost: Cancelled | None = None
-        self._first = known
-        self._pending: dict[str, Any] = {}
+        self._pending: tuple[str, float, dict[str, Any]] | None = None  # a step not written yet
+        self._extra: dict[str, Any] = {}  # fields for the next write
         self._timer: threading.Timer | None = None
+        self.lease = lease
+        self.name = name
+        self.owner = owner
+        self.task = ""
+        self.lost: str | None = None
         self._lock = threading.RLock()
+        self._last = 0.0
+        self._confirmed = time.monotonic()
 
-    def _ours(self, job: dict[str, Any]) -> dict[str, Any]:
-        status = job.get("status") or {}
-        if status.get("state") != jobs.OK or status.get("complete"):
-            raise Cancelled(f"job is {status.get('state')}/{status.get('task')}: {status.get('exception') or 'no reason'}")
-        if job["metadata"].get("deletionTimestamp"):
-            raise Cancelled("the IngestJob is being deleted")
-        if status.get("phase") != jobs.PHASE_RUNNING:
-            raise Cancelled(f"job phase is {status.get('phase')}, not Running")
-        if self.pod and status.get("workerPod") not in (None, self.pod):
-            raise Cancelled(f"job belongs to worker {status.get('workerPod')}, not {self.pod}")
-        if self.attempt is not None and int(status.get("attempts") or 0) != self.attempt:
-            raise Cancelled(f"job is at attempt {status.get('attempts')}, not this worker's attempt {self.attempt}")
-        return status
+    def _move(self, transition: Callable[..., dict[str, Any] | None], **facts: Any) -> dict[str, Any]:
+        """Apply a fenced transition; Cancelled when the job is no longer this worker's."""
+        if self.lost:
+            raise Cancelled(self.lost)
+        with self._lock:
+            self._cancel_timer()
+            job, written = self.store.apply(self.name, transition, owner=self.owner, known=self.job, **facts)
+            if written:
+                self.job = job
+                self.last_write = time.monotonic()
+        if job is None:
+            self.lost = "the IngestJob was deleted"
+        elif not written:
+            self.lost = describe_loss(lifecycle.Job.of(job), self.owner)
+        if self.lost:
+            raise Cancelled(self.lost)
+        self._confirmed = time.monotonic()
+        return job  # type: ignore[return-value]
+
+    def claim(self, wait: float = CLAIM_WAIT_SECONDS) -> dict[str, Any]:
+        """The job, once the operator has recorded this Pod as its owner (it does so right after
+        creating the Pod); Cancelled if the job names someone else or ends meanwhile."""
+        if self.job is not None and lifecycle.Job.of(self.job).owned_by(self.owner):
+            return self.job  # claimed by this process (a pool worker): no need to read it again
+        deadline = time.monotonic() + wait
+        while True:
+            raw = self.store.get(self.name)
+            if raw is None:
+                raise Cancelled("the IngestJob was deleted")
+            job = lifecycle.Job.of(raw)
+            if job.owned_by(self.owner):
+                self._confirmed = time.monotonic()
+                self.job = raw
+                return raw
+            waiting = job.phase == jobs.PHASE_STAGED and not job.failed and job.attempts + 1 == self.owner.attempt
+            if not waiting or time.monotonic() > deadline:
+                self.lost = describe_loss(job, self.owner)
+                raise Cancelled(self.lost)
+            time.sleep(0.2)
 
     def write(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Write `fields` now, with anything pending; raises Cancelled if the job is not ours."""
+        """Extra fields (file ids, counts) for the job, at its current step, now (with any pending step)."""
         with self._lock:
-            if self.lost is not None:
-                raise self.lost
-            self._cancel_timer()
-            change = {**self._pending, **fields}
-            if self.stamp:
-                change.update(self.stamp(change))
-
-            def decide(job: dict[str, Any]) -> dict[str, Any]:
-                self._ours(job)
-                return change
-
-            try:
-                job = self.store.update_status(self.name, decide, known=self.job)
-            except Cancelled as reason:
-                self.lost = reason
-                raise
-            if job is None:
-                self.lost = Cancelled("the IngestJob was deleted")
-                raise self.lost
-            self._pending = {}
-            self.job = job
-            self.last_write = time.monotonic()
-            return job
-
-    def check(self) -> dict[str, Any]:
-        """The job as it stands, if it is still ours (the first call may use the claimed version)."""
-        job, self._first = (self._first, None) if self._first is not None else (self.store.get(self.name), None)
-        if job is None:
-            raise Cancelled("the IngestJob was deleted")
-        self._ours(job)
-        return job
+            task, percent, extra = self._take_pending()
+            if task:
+                return self._move(lifecycle.step, task=task, percent=percent, **{**extra, **fields})
+            change = {**extra, **fields}
+            return self._move(lambda job, now, *, owner: change if job.owned_by(owner) else None)
 
     def note(self, fields: dict[str, Any]) -> None:
         """Fields that travel with the next write, whenever that is."""
         with self._lock:
-            self._pending.update(fields)
+            self._extra.update(fields)
+
+    def _take_pending(self) -> tuple[str, float, dict[str, Any]]:
+        pending, self._pending = self._pending, None
+        extra, self._extra = self._extra, {}
+        if pending is None:
+            return "", 0.0, extra
+        return pending[0], pending[1], {**extra, **pending[2]}
+
+    def check(self) -> dict[str, Any]:
+        """Prove the job is still ours (a heartbeat write)."""
+        return self._move(lifecycle.heartbeat)
 
     def step(self, task: str, percent: float, **extra: Any) -> None:
+        if self.lost:
+            raise Cancelled(self.lost)
+        self.task = task
         with self._lock:
-            if self.lost is not None:
-                raise self.lost
-            self.task = task
-            self._pending.update({**jobs.progress(jobs.OK, task, percent), **extra})
+            self._last = time.monotonic()
+            earlier = self._pending[2] if self._pending else {}
+            self._pending = (task, percent, {**earlier, **extra})
             if time.monotonic() - self.last_write >= COALESCE_SECONDS:
-                self.write({})
+                self.flush()
             elif self._timer is None:
                 delay = COALESCE_SECONDS - (time.monotonic() - self.last_write)
-                self._timer = threading.Timer(max(0.0, delay), self._flush)
+                self._timer = threading.Timer(max(0.0, delay), self._flush_quietly)
                 self._timer.daemon = True
                 self._timer.start()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the pending step (and fields), if any."""
+        with self._lock:
+            task, percent, extra = self._take_pending()
+            if task:
+                self._move(lifecycle.step, task=task, percent=percent, **extra)
+            elif extra:
+                self._extra = extra
+
+    def _flush_quietly(self) -> None:
         with self._lock:
             self._timer = None
-            if not self._pending or self.lost is not None:
+            if self.lost is not None:
                 return
             try:
-                self.write({})
+                self.flush()
             except Exception:  # Cancelled is kept in self.lost; anything else waits for the next write
                 pass
 
@@ -129,25 +162,71 @@ class Reporter:
             self._timer.cancel()
             self._timer = None
 
-    def progress(self, percent: float, **extra: Any) -> None:
-        """At most one write a second, from whichever upload thread is due; others skip."""
-        if time.monotonic() - self.last_write < PROGRESS_INTERVAL or not self._lock.acquire(blocking=False):
-            return
-        try:
-            self.write({**jobs.progress(jobs.OK, self.task, min(percent, 99.9)), **extra})
-        finally:
-            self._lock.release()
-
-    def failed(self, task: str, message: str) -> None:
-        self.write({**jobs.progress(jobs.FAILED, task, 0.0, message), "phase": jobs.PHASE_FAILED,
-                    "finishedAt": jobs.rfc3339(jobs.now())})
-
-    def succeeded(self, **extra: Any) -> None:
-        self.write({**jobs.progress(jobs.OK, jobs.INGEST_METADATA, 100.0), "phase": jobs.PHASE_SUCCEEDED,
-                    "finishedAt": jobs.rfc3339(jobs.now()), **extra})
-
     def close(self) -> None:
         """Drop what is pending (the job ended or was lost): no timer writes after the worker is done."""
         with self._lock:
             self._cancel_timer()
-            self._pending = {}
+            self._pending, self._extra = None, {}
+
+    def progress(self, percent: float, **extra: Any) -> None:
+        """At most one write a second, from whichever upload thread is due; others skip."""
+        if time.monotonic() - self._last < PROGRESS_INTERVAL or not self._lock.acquire(blocking=False):
+            return
+        try:
+            if time.monotonic() - self.last_write < PROGRESS_INTERVAL:
+                return  # a step was just written
+            self._last = time.monotonic()
+            _, _, pending = self._take_pending()
+            self._move(lifecycle.step, task=self.task, percent=min(percent, 99.9), **{**pending, **extra})
+        finally:
+            self._lock.release()
+
+    def committing(self) -> None:
+        self.flush()
+        self._move(lifecycle.committing)
+
+    def committed_anyway(self) -> None:
+        """The metadata service took the transaction although the job was lost meanwhile: say so."""
+        self.store.apply(self.name, lifecycle.committed_anyway)
+
+    def failed(self, task: str, message: str) -> None:
+        with self._lock:
+            self._take_pending()  # the failure says where the job stands
+            self._move(lifecycle.bundle_failed, task=task, message=message)
+
+    def succeeded(self, **extra: Any) -> None:
+        with self._lock:
+            _, _, pending = self._take_pending()
+            self._move(lifecycle.succeeded, **{**pending, **extra})
+
+    def watch(self, stop: threading.Event) -> threading.Thread:
+        """The watchdog: a heartbeat every LEASE/3 s; sets `stop` when the job is lost or unproven."""
+
+        def run() -> None:
+            while not stop.wait(self.lease / 6):
+                if time.monotonic() - self._confirmed > self.lease / 2 and self.lost is None:
+                    log.warning("could not prove the job is ours for %.0f s: stopping", self.lease / 2)
+                    stop.set()  # the heartbeat below decides whether we go on
+                if time.monotonic() - self._confirmed < self.lease / 3:
+                    continue
+                try:
+                    self.check()
+                except Cancelled as reason:
+                    log.warning("the job is no longer ours: %s", reason)
+                    stop.set()
+                    return
+                except Exception as error:  # the API is unreachable: the lease runs out by itself
+                    log.warning("heartbeat failed: %s", error)
+
+        thread = threading.Thread(target=run, name="heartbeat", daemon=True)
+        thread.start()
+        return thread
+
+
+def describe_loss(job: lifecycle.Job, owner: lifecycle.Owner) -> str:
+    if job.failed or job.complete:
+        return f"job is {job.state}/{job.task}: {job.status.get('exception') or 'no reason given'}"
+    current = job.owner
+    if current is None:
+        return f"job phase is {job.phase}, not Running for attempt {owner.attempt}"
+    return f"job belongs to attempt {current.attempt} (worker Pod {current.pod}), not {owner.attempt} ({owner.pod})"

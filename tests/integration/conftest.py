@@ -21,6 +21,7 @@ from tests.integration.policy import PolicyServer
 # Short limits so the tests of stuck jobs run in seconds; everything else is the default.
 TEST_SETTINGS = {
     "INGEST_UPLOAD_STALL_SECONDS": "6",
+    "INGEST_LEASE_SECONDS": "6",
     "INGEST_WORKER_ATTEMPTS": "2",
     "INGEST_JOB_ID_BLOCK": "5",
     # Bundle limits small enough that tests/integration/test_hostile.py can pass each one in a
@@ -33,7 +34,6 @@ TEST_SETTINGS = {
     # with one worker Pod per job, as before the pool existed.
     "INGEST_WORKER_MODE": os.environ.get("INGEST_TEST_WORKER_MODE", "pool"),
     "INGEST_POOL_MAX_BUNDLE_BYTES": str(4 * 1024 * 1024),
-    "INGEST_POOL_LEASE_SECONDS": "6",
 }
 
 

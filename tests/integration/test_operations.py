@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from minio import Minio
 from ingest.kube import JobStore
 from ingest.local.launcher import Stack
 from tests.integration.bundles import TRANSACTION, bundle, files_entry, tar_bytes
-from tests.integration.helpers import archive_keys, big_bundle, upload, wait_complete, wait_for, worker_pids
+from tests.integration.helpers import archive_keys, upload, wait_complete, wait_for
 from tests.integration.policy import PolicyServer
 
 pytestmark = pytest.mark.stack
@@ -61,46 +60,6 @@ def test_ingestcmd_job_sets_exactly_the_given_fields(stack: Stack, api: httpx.Cl
     assert job_id in [doc["job_id"] for doc in listed] and all(doc["state"] == "FAILED" for doc in listed)
     incomplete = json.loads(ingestcmd(stack, "list", "--incomplete").stdout)
     assert job_id not in [doc["job_id"] for doc in incomplete]
-
-
-def pause_in_ingest_files(job_store: JobStore, job_id: int) -> int:
-    """Stop the worker (SIGSTOP) at a moment its job reports `ingest files`; returns its pid."""
-    pid = wait_for(lambda: worker_pids(job_id), what="the worker")[0]
-    os.kill(pid, signal.SIGSTOP)
-    for _ in range(2000):
-        if job_store.get(f"ingest-{job_id}")["status"]["task"] == "ingest files":
-            return pid
-        os.kill(pid, signal.SIGCONT)
-        time.sleep(0.01)
-        os.kill(pid, signal.SIGSTOP)
-    raise AssertionError("the worker never reached ingest files")
-
-
-@pytest.mark.parametrize("how", ["kubectl patch", "IngestCMD cancel"])
-def test_manual_fail_during_ingest_files_stops_the_worker_for_good(
-    how: str, stack: Stack, api: httpx.Client, s3: Minio, job_store: JobStore, kubectl: Callable[..., Any]
-) -> None:
-    job_id = upload(api, big_bundle(16))["job_id"]
-    pid = pause_in_ingest_files(job_store, job_id)
-    if how == "kubectl patch":
-        kubectl("patch", "ingestjob", f"ingest-{job_id}", "--subresource=status", "--type=merge",
-                "-p", '{"status":{"state":"FAILED","exception":"stuck"}}')
-    else:
-        assert ingestcmd(stack, "cancel", "--job-id", str(job_id), "--reason", "stuck").returncode == 0
-    os.kill(pid, signal.SIGCONT)  # let it see SIGTERM from the Pod's deletion
-    snapshot = job_store.get(f"ingest-{job_id}")
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
-             timeout=20, what="the worker to stop")
-    pods = json.loads(kubectl("get", "pods", "-l", f"ingest.pacifica.org/job-id={job_id}", "-o", "json").stdout)["items"]
-    assert pods == []
-    wait_for(lambda: archive_keys(s3, job_id) == [], timeout=20, what="the archive to be rolled back")
-    time.sleep(2)
-    after = job_store.get(f"ingest-{job_id}")
-    assert after["status"] == snapshot["status"] and after["metadata"]["resourceVersion"] == snapshot["metadata"]["resourceVersion"]
-    document = api.get(f"/get_state/{job_id}").json()
-    assert (document["state"], document["exception"], document["complete"]) == ("FAILED", "stuck", True)
-    described = kubectl("describe", "ingestjob", f"ingest-{job_id}").stdout
-    assert "ManualFailure" in described
 
 
 def newest_uploading(job_store: JobStore, after: set[str]) -> dict[str, Any]:

@@ -364,6 +364,8 @@ class Cluster:
             return _success(res, old)
         if meta.get("finalizers"):
             grace = options.get("gracePeriodSeconds")
+            if grace is None and res.plural == "pods":  # as the API server: the Pod's own grace period
+                grace = (old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
             new_meta = {**meta, "deletionTimestamp": now(),
                         "deletionGracePeriodSeconds": int(grace) if grace is not None else 0}
             if new_meta.get("generation"):
