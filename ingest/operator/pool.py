@@ -69,6 +69,10 @@ class Pool:
             self.queued[name] = str(status.get("phase"))
         if before is None and status.get("phase") == jobs.PHASE_STAGED:
             self.scale()
+        holder = jobs.pool_claim(status)
+        if holder and status.get("phase") == jobs.PHASE_RUNNING and before != jobs.PHASE_RUNNING:
+            events.post(self.reconciler.client, job, "WorkerStarted",
+                        f"pool worker Pod {holder} claimed the job (attempt {status.get('attempts')})")
 
     def forget(self, name: str) -> None:
         with self.lock:
@@ -170,9 +174,12 @@ class Pool:
         return self.pods.get(name) or read_pod(self.reconciler.client, self.settings.namespace, name)
 
     def claimant(self, job: Job) -> dict[str, Any] | None:
-        """The pool worker Pod that may still write to the job: it claimed it, has not let go, and runs."""
+        """The pool worker Pod that may still write to the job: it claimed it, has not let go, and runs.
+
+        A claim on a job that succeeded or was rolled back is over: its worker wrote that outcome
+        itself (or was gone before the operator rolled back)."""
         holder = jobs.pool_claim(job.status)
-        if not holder:
+        if not holder or job.phase == jobs.PHASE_SUCCEEDED or job.rolled_back or job.committing:
             return None
         pod = self.pod_of(holder)
         return pod if pod is not None and can_write(pod) else None

@@ -224,8 +224,9 @@ class Worker:
         user = spec.get("user")
         bucket, key = spec["staged"]["bucket"], spec["staged"]["key"]
 
-        self.reporter.step(jobs.OPEN_TAR, 0.0)
         whole = self.read_whole(spec)
+        self.reporter.coalesce = whole is not None  # a small bundle: its steps take milliseconds
+        self.reporter.step(jobs.OPEN_TAR, 0.0)
         index = whole.index if whole else self.read_index(spec, job_id)
         self.reporter.step(jobs.OPEN_TAR, 100.0)
 

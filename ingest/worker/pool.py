@@ -37,7 +37,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -61,8 +61,9 @@ def waiting(job: dict[str, Any]) -> bool:
 class Queue:
     """The pool's jobs as a label-selected watch shows them; `take()` hands out waiting ones."""
 
-    def __init__(self, store: kube.JobStore) -> None:
+    def __init__(self, store: kube.JobStore, on_deleting: Callable[[str], None]) -> None:
         self.store = store
+        self.on_deleting = on_deleting  # a job being deleted (kubectl delete): its worker stops
         self.jobs: dict[str, dict[str, Any]] = {}
         self.changed = threading.Condition()
         self.stopping = threading.Event()
@@ -107,6 +108,8 @@ class Queue:
             else:
                 self.jobs[name] = job
             self.changed.notify_all()
+        if job["metadata"].get("deletionTimestamp"):
+            self.on_deleting(name)
 
     def take(self, timeout: float) -> dict[str, Any] | None:
         """A waiting job, picked at random so that workers racing for the queue rarely collide."""
@@ -170,7 +173,7 @@ class PoolWorker:
         self.storage = storage
         self.pod = pod
         self.uid = uid
-        self.queue = Queue(self.store)
+        self.queue = Queue(self.store, self.deleting)
         self.file_ids = FileIds(client, settings.namespace)
         self.running: dict[str, Running] = {}
         self.lock = threading.Lock()
@@ -250,6 +253,15 @@ class PoolWorker:
             with self.lock:
                 self.running.pop(name, None)
             self.slots.release()
+
+    def deleting(self, name: str) -> None:
+        """`kubectl delete` of a job we run: stop at the next file and let go; the operator rolls back."""
+        with self.lock:
+            running = self.running.get(name)
+        if running is not None and running.reporter.lost is None:
+            log.info("%s is being deleted: stopping its pipeline", name)
+            running.reporter.lost = "the IngestJob is being deleted"
+            running.stop.set()
 
     def past_deadline(self, name: str) -> None:
         with self.lock:

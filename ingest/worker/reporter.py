@@ -13,8 +13,9 @@ frozen, partitioned from the API, its Pod force-deleted - raises its stop flag b
 another archive object; the operator waits a whole lease after the last heartbeat before it
 trusts that a Pod which vanished without terminating is dead.
 
-Steps are merged: a step that starts or ends within `COALESCE_SECONDS` of the last write waits
-(at most that long, on a timer) and travels with the next write. A small job that runs from `open
+Steps of a small bundle (`coalesce`, set by the pipeline for bundles up to
+INGEST_POOL_MAX_BUNDLE_BYTES) are merged: a step that starts or ends within `COALESCE_SECONDS` of
+the last write waits (at most that long, on a timer) and travels with the next write. A small job that runs from `open
 tar` to `ingest metadata` 100 in a fraction of a second so costs two or three writes instead of a
 dozen, while a slower job still shows Pacifica's step sequence, each step within a second. The
 final write (succeeded or failed) goes at once.
@@ -48,6 +49,7 @@ class Reporter:
         self._pending: tuple[str, float, dict[str, Any]] | None = None  # a step not written yet
         self._extra: dict[str, Any] = {}  # fields for the next write
         self._timer: threading.Timer | None = None
+        self.coalesce = False  # merge fast steps: set for small bundles, whose steps take milliseconds
         self.lease = lease
         self.name = name
         self.owner = owner
@@ -130,7 +132,7 @@ class Reporter:
             self._last = time.monotonic()
             earlier = self._pending[2] if self._pending else {}
             self._pending = (task, percent, {**earlier, **extra})
-            if time.monotonic() - self.last_write >= COALESCE_SECONDS:
+            if not self.coalesce or time.monotonic() - self.last_write >= COALESCE_SECONDS:
                 self.flush()
             elif self._timer is None:
                 delay = COALESCE_SECONDS - (time.monotonic() - self.last_write)
