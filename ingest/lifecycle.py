@@ -348,10 +348,7 @@ def admin_fields(job: Job, now: datetime.datetime, *, fields: Mapping[str, Any])
     merged = {**job.status, **fields}
     view = Job.of({"status": merged})
     complete = view.failed or is_complete(view.state, view.task, view.percent)
-    patch: Patch = {**fields, "complete": complete, "updated": stamp(now)}
-    if view.failed and job.phase in TERMINAL_PHASES:
-        patch.setdefault("phase", jobs.PHASE_FAILED)
-    return patch
+    return {**fields, "complete": complete, "updated": stamp(now)}
 
 
 def cancel(job: Job, now: datetime.datetime, *, reason: str) -> Patch | None:

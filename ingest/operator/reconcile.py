@@ -26,7 +26,7 @@ from ingest.config import Settings
 from ingest.kube import JobStore, list_pods, read_pod
 from ingest.lifecycle import Job
 from ingest.operator import cleanup, events
-from ingest.operator.podspec import TERMINATION_GRACE_SECONDS, can_write, failure_reason, terminated, worker_pod
+from ingest.operator.podspec import TERMINATION_GRACE_SECONDS, can_write, failure_reason, worker_pod
 from ingest.operator.pool import Pool
 from ingest.storage import Storage
 
@@ -109,7 +109,8 @@ class Reconciler:
             job = Job.of(body)
             if job.problems:
                 self.report_unreadable(body, job)
-                return
+                if not job.deleting:  # a deletion is still honoured: the finalizer must not hang
+                    return
             self.unreadable.pop(name, None)
             self.step(job, body)
 

@@ -43,8 +43,10 @@ def main() -> int:
     logs.bind_process(logs.job_id_of_object(name))  # every line of this Pod is about its one job
     logs.setup_logging(settings)
     stop = threading.Event()
+    signalled = threading.Event()
 
     def on_sigterm(signum: int, frame: object) -> None:
+        signalled.set()
         stop.set()
         raise Terminated("the worker Pod was asked to stop (SIGTERM)")
 
@@ -64,6 +66,10 @@ def main() -> int:
         write_termination_message(str(error))
         return 143
     except Exception as error:
+        if signalled.is_set():  # SIGTERM reached the copy threads first: the same stop, told plainly
+            log.warning("stopped: the worker Pod was asked to stop (SIGTERM)")
+            write_termination_message("the worker Pod was asked to stop (SIGTERM)")
+            return 143
         write_termination_message(f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
         log.exception("worker crashed; the operator decides whether to retry")
         return 1

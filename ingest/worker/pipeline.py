@@ -82,7 +82,11 @@ class Worker:
         """Run the job while it is ours. A bundle error fails it here (after undoing our writes);
         a lost job (cancelled, retried, deleted, lease unproven) stops it without undoing anything:
         the operator rolls back once no worker of the job can write. Anything else is raised."""
-        job = self.reporter.claim()
+        try:
+            job = self.reporter.claim()
+        except Cancelled as reason:
+            log.info("the job is not this worker's: %s", reason)
+            return
         job_id = int(job["spec"]["jobId"])
         self.reporter.watch(self.stop)
         try:

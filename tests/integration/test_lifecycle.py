@@ -212,7 +212,7 @@ def test_random_interleaving_keeps_the_invariants(
             jobs_so_far = sorted(bundles)
             target = rng.choice(jobs_so_far) if jobs_so_far else None
             if action == "upload" or target is None:
-                files = files_of(rng.randint(1, 6), rng.choice((1024, 64 * 1024, 512 * 1024)), f"r{len(bundles)}")
+                files = files_of(rng.randint(1, 5), rng.choice((1024, 64 * 1024, 256 * 1024)), f"r{len(bundles)}")
                 bundles[upload(api, bundle(files)[0])["job_id"]] = files
             elif action == "cancel":
                 ingestcmd(stack, "cancel", "--job-id", str(target), "--reason", "driver cancel")
@@ -235,7 +235,7 @@ def test_random_interleaving_keeps_the_invariants(
         def settled() -> bool:
             for job_id in bundles:
                 status = job_store.get(f"ingest-{job_id}")["status"]
-                if status["state"] != "OK" and status.get("attempts") and not status.get("rolledBack"):
+                if status["phase"] == "Failed" and status.get("attempts") and not status.get("rolledBack"):
                     return False
             return not any(worker_processes(stack, job_id) for job_id in bundles)
         wait_for(settled, timeout=120, what="rollbacks to finish and workers to exit")
@@ -248,7 +248,8 @@ def test_random_interleaving_keeps_the_invariants(
         document = api.get(f"/get_state/{job_id}").json()
         assert document["complete"] is True
         outcomes[document["state"]] = outcomes.get(document["state"], 0) + 1
-        if document["state"] == "OK":
+        phase = job_store.get(f"ingest-{job_id}")["status"]["phase"]
+        if phase == "Succeeded":  # OK, or FAILED by an administrator afterwards: a success is never undone
             assert_all_files(s3, job_id, files)
         else:
             assert archive_keys(s3, job_id) == [], document
