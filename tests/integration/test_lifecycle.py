@@ -169,7 +169,8 @@ def test_worker_pods_are_collected_succeeded_at_once_failed_kept(
     policy.denied.add("pods-kept")
     try:
         from tests.integration.test_operations import denied_bundle
-        failed = upload(api, denied_bundle("pods-kept"))["job_id"]
+        # Above INGEST_POOL_MAX_BUNDLE_BYTES of the test stack: a worker Pod of its own in pool mode too.
+        failed = upload(api, denied_bundle("pods-kept", padding=5 * 1024 * 1024))["job_id"]
         done = [upload(api, bundle({f"gc/{index}.txt": b"x" * index})[0])["job_id"] for index in range(20)]
         assert wait_complete(api, failed)["state"] == "FAILED"
         for job_id in done:
