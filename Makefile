@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit bench reliability venv objectstore down clean
+.PHONY: run test test-unit lint bench reliability venv objectstore down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ run: objectstore
 down:
 	$(BIN)/ingest-local down
 
-test: objectstore
+# ruff and mypy, configured in pyproject.toml; `make test` runs it before the suite.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: objectstore lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
@@ -37,4 +42,4 @@ reliability: objectstore
 	$(BIN)/python -m benchmarks.reliability
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Final, Mapping
+from typing import Final
 
 from ingest.bundle import DEFAULT_LIMITS, Limits
 
@@ -70,6 +71,7 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_LEASE_SECONDS", "30", "A worker proves it still owns its job every third of this; one whose Pod vanished is trusted dead only after it."),
     Var("INGEST_FAILED_POD_RETENTION_SECONDS", "86400", "A failed job's worker Pods stay this long (for `kubectl logs`); a succeeded job's go at once."),
     Var("INGEST_UPLOAD_STALL_SECONDS", "300", "An upload that makes no progress this long fails."),
+    Var("INGEST_UPLOAD_EXPIRY_SECONDS", str(24 * 3600), "A resumable (tus) upload with no PATCH this long fails and its parts are removed."),
     Var("INGEST_START_TIMEOUT_SECONDS", "600", "A staged job whose worker has not started this long fails."),
     Var("INGEST_STAGED_RETENTION_SECONDS", str(7 * 24 * 3600), "How long a failed job's staged bundle is kept for a retry."),
     Var("INGEST_JOB_RETENTION_DAYS", "30", "Finished IngestJobs are deleted after this many days (0: kept forever)."),
@@ -146,6 +148,7 @@ class Settings:
     lease_seconds: float
     failed_pod_retention_seconds: float
     upload_stall_seconds: int
+    upload_expiry_seconds: int
     start_timeout_seconds: int
     staged_retention_seconds: float
     job_retention_days: float
@@ -158,7 +161,7 @@ class Settings:
     operator_metrics_port: int
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str:
@@ -208,6 +211,7 @@ class Settings:
             lease_seconds=max(3.0, float(get("INGEST_LEASE_SECONDS"))),
             failed_pod_retention_seconds=float(get("INGEST_FAILED_POD_RETENTION_SECONDS")),
             upload_stall_seconds=int(get("INGEST_UPLOAD_STALL_SECONDS")),
+            upload_expiry_seconds=int(get("INGEST_UPLOAD_EXPIRY_SECONDS")),
             start_timeout_seconds=int(get("INGEST_START_TIMEOUT_SECONDS")),
             staged_retention_seconds=float(get("INGEST_STAGED_RETENTION_SECONDS")),
             job_retention_days=float(get("INGEST_JOB_RETENTION_DAYS")),

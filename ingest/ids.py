@@ -7,6 +7,7 @@ never used is simply skipped: gaps are allowed, reuse never is.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Final
@@ -34,20 +35,25 @@ def reserve(client: kubernetes.client.ApiClient, namespace: str, sequence: str, 
         except ApiException as error:
             if error.status != 404:
                 raise
-            body = {"metadata": {"name": COUNTER_CONFIGMAP}, "data": {sequence: str(1 + count)}}
+            body = kubernetes.client.V1ConfigMap(
+                metadata=kubernetes.client.V1ObjectMeta(name=COUNTER_CONFIGMAP), data={sequence: str(1 + count)}
+            )
             try:
-                retrying(lambda: core.create_namespaced_config_map(namespace, body))
+                retrying(functools.partial(core.create_namespaced_config_map, namespace, body))
                 return 1
             except ApiException as conflict:
                 if conflict.status != 409:
                     raise
                 continue
+        version = config_map.metadata.resource_version if config_map.metadata else None
+        if not version:  # without it the write below would not be a compare-and-swap
+            raise RuntimeError(f"ConfigMap {COUNTER_CONFIGMAP} was read without a resourceVersion")
         data = dict(config_map.data or {})
         first = int(data.get(sequence, "1"))
         data[sequence] = str(first + count)
-        patch = {"metadata": {"resourceVersion": config_map.metadata.resource_version}, "data": data}
+        patch = {"metadata": {"resourceVersion": version}, "data": data}
         try:
-            retrying(lambda: core.patch_namespaced_config_map(COUNTER_CONFIGMAP, namespace, patch))
+            retrying(functools.partial(core.patch_namespaced_config_map, COUNTER_CONFIGMAP, namespace, patch))
             return first
         except ApiException as error:
             if error.status != 409:

@@ -23,7 +23,8 @@ import json
 import logging
 import re
 import sys
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from ingest.config import Settings
 
@@ -36,7 +37,8 @@ _CREDENTIALS = (
     (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:[A-Za-z0-9-]+\s+)?)[^\"'\s,]+"), r"\1" + REDACTED),
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + REDACTED),
     (re.compile(r"(?i)(signature=)[0-9a-f]+"), r"\1" + REDACTED),
-    (re.compile(r"(?i)((?:secret[_-]?(?:access[_-]?)?key|password|token)[\"']?\s*[:=]\s*[\"']?)[^\"'\s,&;]+"), r"\1" + REDACTED),
+    (re.compile(r"(?i)((?:secret[_-]?(?:access[_-]?)?key|password|token)[\"']?\s*[:=]\s*[\"']?)[^\"'\s,&;]+"),
+     r"\1" + REDACTED),
 )
 
 
@@ -120,7 +122,7 @@ class TextFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        moment = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        moment = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
         document: dict[str, Any] = {
             "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,

@@ -8,17 +8,20 @@ its watch, turns that stream into the job metrics (`JobMetrics`). Job ids never 
 every label has a small, fixed set of values, initialised to zero where known so `rate()` works
 from the first scrape.
 
-Kubernetes API and object-store calls are counted where every call passes: the `kubernetes`
-client's REST layer and the `minio` SDK's HTTP pool (`instrument_kubernetes`,
-`instrument_object_store`), so no call site has to remember to count.
+Kubernetes API and object-store calls are counted where every call passes, through the clients'
+public extension points: an `ApiClient` subclass whose `call_api` counts (`KubernetesCalls`) and a
+urllib3 `PoolManager` subclass handed to `Minio(http_client=...)` (`ObjectStoreCalls`), so no call
+site has to remember to count and no private attribute of either library is touched.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol, TypeVar
 
+import kubernetes
 import prometheus_client
 import urllib3
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -26,6 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ingest import jobs
+from ingest.storage import Storage, make_client
 
 log = logging.getLogger(__name__)
 
@@ -61,49 +65,62 @@ JOB_SECONDS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 8640
 SIZE_BYTES = tuple(1024 * 4**power for power in range(14))  # 1 KiB .. 64 GiB
 
 # --- API ---------------------------------------------------------------------------------------
-HTTP_REQUESTS = Counter("ingest_http_requests_total", "HTTP requests answered, by route template, method and status code.",
-                        ["handler", "method", "code"], registry=API)
-HTTP_DURATION = Histogram("ingest_http_request_duration_seconds", "Time from request to the end of the response, by route template.",
-                          ["handler", "method"], buckets=REQUEST_SECONDS, registry=API)
-JOBS_SUBMITTED = Counter("ingest_jobs_submitted_total", "Jobs the API created (POST /ingest, /upload, /move).",
-                         ["operation"], registry=API)
-UPLOAD_SIZE = Histogram("ingest_upload_size_bytes", "Bytes received per bundle upload, by outcome (staged, refused, failed).",
-                        ["outcome"], buckets=SIZE_BYTES, registry=API)
-UPLOAD_DURATION = Histogram("ingest_upload_duration_seconds", "Time to receive and stage one bundle upload, by outcome.",
-                            ["outcome"], buckets=REQUEST_SECONDS, registry=API)
+HTTP_REQUESTS = Counter(
+    "ingest_http_requests_total", "HTTP requests answered, by route template, method and status code.",
+    ["handler", "method", "code"], registry=API)
+HTTP_DURATION = Histogram(
+    "ingest_http_request_duration_seconds", "Time from request to the end of the response, by route template.",
+    ["handler", "method"], buckets=REQUEST_SECONDS, registry=API)
+JOBS_SUBMITTED = Counter(
+    "ingest_jobs_submitted_total", "Jobs the API created (POST /ingest, /upload, /move).", ["operation"], registry=API)
+UPLOAD_SIZE = Histogram(
+    "ingest_upload_size_bytes", "Bytes received per bundle upload, by outcome (staged, refused, failed).",
+    ["outcome"], buckets=SIZE_BYTES, registry=API)
+UPLOAD_DURATION = Histogram(
+    "ingest_upload_duration_seconds", "Time to receive and stage one bundle upload, by outcome.",
+    ["outcome"], buckets=REQUEST_SECONDS, registry=API)
 UPLOAD_OUTCOMES = ("staged", "refused", "failed")
-GET_STATE_DURATION = Histogram("ingest_get_state_duration_seconds",
-                               "get_state latency, by where the answer came from (cache, kubernetes, missing).",
-                               ["source"], buckets=FAST_SECONDS, registry=API)
-STATE_CACHE_RESTARTS = Counter("ingest_state_cache_watch_restarts_total", "Times the API's IngestJob watch failed and restarted.",
-                               registry=API)
+GET_STATE_DURATION = Histogram(
+    "ingest_get_state_duration_seconds",
+    "get_state latency, by where the answer came from (cache, kubernetes, missing).",
+    ["source"], buckets=FAST_SECONDS, registry=API)
+STATE_CACHE_RESTARTS = Counter(
+    "ingest_state_cache_watch_restarts_total", "Times the API's IngestJob watch failed and restarted.", registry=API)
 STATE_CACHE_JOBS = Gauge("ingest_state_cache_jobs", "IngestJobs held in the API's get_state cache.", registry=API)
-STATE_CACHE_SYNCED = Gauge("ingest_state_cache_synced", "1 when the API's get_state cache is synced with the Kubernetes API.",
-                           registry=API)
+STATE_CACHE_SYNCED = Gauge(
+    "ingest_state_cache_synced", "1 when the API's get_state cache is synced with the Kubernetes API.", registry=API)
 
 # --- operator ----------------------------------------------------------------------------------
-JOBS_FINISHED = Counter("ingest_jobs_total", "Jobs that reached a final state, by operation, state and the task they ended at.",
-                        ["operation", "state", "task"], registry=OPERATOR)
-BYTES = Counter("ingest_bytes_total", "Bytes of files archived by jobs that completed successfully.",
-                ["operation"], registry=OPERATOR)
-FILES = Counter("ingest_files_total", "Files archived by jobs that completed successfully.", ["operation"], registry=OPERATOR)
-JOB_DURATION = Histogram("ingest_job_duration_seconds", "Time from a job's creation to its final state.",
-                         ["operation", "state"], buckets=JOB_SECONDS, registry=OPERATOR)
-STEP_DURATION = Histogram("ingest_job_step_duration_seconds",
-                          "Time a job spent in each step it completed, as the operator saw the steps change.",
-                          ["step"], buckets=STEP_SECONDS, registry=OPERATOR)
+JOBS_FINISHED = Counter(
+    "ingest_jobs_total", "Jobs that reached a final state, by operation, state and the task they ended at.",
+    ["operation", "state", "task"], registry=OPERATOR)
+BYTES = Counter(
+    "ingest_bytes_total", "Bytes of files archived by jobs that completed successfully.",
+    ["operation"], registry=OPERATOR)
+FILES = Counter(
+    "ingest_files_total", "Files archived by jobs that completed successfully.", ["operation"], registry=OPERATOR)
+JOB_DURATION = Histogram(
+    "ingest_job_duration_seconds", "Time from a job's creation to its final state.",
+    ["operation", "state"], buckets=JOB_SECONDS, registry=OPERATOR)
+STEP_DURATION = Histogram(
+    "ingest_job_step_duration_seconds",
+    "Time a job spent in each step it completed, as the operator saw the steps change.",
+    ["step"], buckets=STEP_SECONDS, registry=OPERATOR)
 WORKER_PODS = Counter("ingest_worker_pods_started_total", "Worker Pods the operator created.", registry=OPERATOR)
-WORKER_RETRIES = Counter("ingest_worker_retries_total", "Worker Pods that failed and were retried with a new Pod.",
-                         registry=OPERATOR)
-STUCK_JOBS = Counter("ingest_stuck_jobs_total", "Stuck jobs the sweeper found, by what was stuck.", ["reason"], registry=OPERATOR)
+WORKER_RETRIES = Counter(
+    "ingest_worker_retries_total", "Worker Pods that failed and were retried with a new Pod.", registry=OPERATOR)
+STUCK_JOBS = Counter(
+    "ingest_stuck_jobs_total", "Stuck jobs the sweeper found, by what was stuck.", ["reason"], registry=OPERATOR)
 STUCK_REASONS = ("upload_stalled", "worker_not_started", "worker_pending", "worker_vanished", "unreadable_status")
 
 # --- both --------------------------------------------------------------------------------------
-KUBE_REQUESTS = _in_both(Counter("ingest_kubernetes_requests_total", "Requests to the Kubernetes API, by HTTP verb.", ["verb"]))
+KUBE_REQUESTS = _in_both(Counter(
+    "ingest_kubernetes_requests_total", "Requests to the Kubernetes API, by HTTP verb.", ["verb"]))
 KUBE_ERRORS = _in_both(Counter(
     "ingest_kubernetes_errors_total",
     "Kubernetes API requests that failed, by kind (conflict and not_found are part of normal operation).", ["kind"]))
-S3_REQUESTS = _in_both(Counter("ingest_object_store_requests_total", "Requests to the object store, by HTTP method.", ["method"]))
+S3_REQUESTS = _in_both(Counter(
+    "ingest_object_store_requests_total", "Requests to the object store, by HTTP method.", ["method"]))
 S3_ERRORS = _in_both(Counter(
     "ingest_object_store_errors_total",
     "Object-store requests that failed after retries, by kind (not_found is part of normal operation).", ["kind"]))
@@ -148,60 +165,76 @@ def error_kind(status: int) -> str | None:
     return named.get(status, "server_error" if status >= 500 else "client_error")
 
 
+class _Answer(Protocol):
+    @property
+    def status(self) -> int: ...
+
+
+_Response = TypeVar("_Response", bound=_Answer)
+
+
 def exception_kind(error: BaseException) -> str:
-    timeouts = (urllib3.exceptions.TimeoutError, TimeoutError)
-    if isinstance(error, timeouts) or isinstance(getattr(error, "reason", None), timeouts):
+    """`timeout` or `connection` for a request that got no answer (urllib3 wraps the cause in `reason`)."""
+    cause = getattr(error, "reason", None) or error
+    # urllib3 derives a refused connection (NewConnectionError) from its timeout class: not a timeout.
+    if isinstance(cause, urllib3.exceptions.NewConnectionError):
+        return "connection"
+    if isinstance(cause, (urllib3.exceptions.TimeoutError, TimeoutError)) or isinstance(error, TimeoutError):
         return "timeout"
     return "connection"
 
 
-def instrument_kubernetes(client: Any) -> Any:
-    """Count every request of a `kubernetes.client.ApiClient` (watches included) and its failures.
+def _count(requests: Counter, errors: Counter, method: str, send: Callable[[], _Response]) -> _Response:
+    """Count one request by method, and its failure by kind (an HTTP error status or an exception)."""
+    requests.labels(method.upper()).inc()
+    try:
+        response = send()
+    except Exception as error:
+        errors.labels(exception_kind(error)).inc()
+        raise
+    kind = error_kind(response.status)
+    if kind:
+        errors.labels(kind).inc()
+    return response
 
-    The REST layer is the one place every generated API method passes through, and it returns
-    the raw response before the client turns a non-2xx answer into an `ApiException`.
+
+class KubernetesCalls(kubernetes.client.ApiClient):
+    """A `kubernetes` ApiClient that counts its requests (watches included) and their failures.
+
+    `call_api` is the client's public method that every generated API method passes through; it
+    returns the raw response before the client turns a non-2xx answer into an `ApiException`.
     """
-    rest = client.rest_client
-    request = rest.request
 
-    def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        KUBE_REQUESTS.labels(method.upper()).inc()
-        try:
-            response = request(method, url, *args, **kwargs)
-        except Exception as error:
-            KUBE_ERRORS.labels(exception_kind(error)).inc()
-            raise
-        kind = error_kind(response.status)
-        if kind:
-            KUBE_ERRORS.labels(kind).inc()
-        return response
-
-    rest.request = counted
-    return client
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        send = super().call_api
+        return _count(KUBE_REQUESTS, KUBE_ERRORS, method, lambda: send(method, url, *args, **kwargs))
 
 
-def instrument_object_store(storage: Any) -> Any:
-    """Count every request of a `Storage`'s minio client and its failures (after urllib3's retries).
+class ObjectStoreCalls(urllib3.PoolManager):
+    """A urllib3 pool for the minio SDK (`Minio(http_client=...)`) that counts requests and their failures.
 
-    The SDK has no hook of its own; its HTTP pool (built by `ingest.storage.make_client`) is where
-    every call passes once, with the retries already done below it.
+    The SDK has no hook of its own; its HTTP pool is where every call passes once. urllib3 retries
+    below `urlopen` (in the connection pool), so a call is counted once, with the outcome after retries.
     """
-    pool = storage.minio._http
-    urlopen = pool.urlopen
 
-    def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        S3_REQUESTS.labels(method.upper()).inc()
-        try:
-            response = urlopen(method, url, *args, **kwargs)
-        except Exception as error:
-            S3_ERRORS.labels(exception_kind(error)).inc()
-            raise
-        kind = error_kind(response.status)
-        if kind:
-            S3_ERRORS.labels(kind).inc()
-        return response
+    def urlopen(self, method: str, url: str, *args: Any, **kw: Any) -> urllib3.BaseHTTPResponse:
+        send = super().urlopen
+        return _count(S3_REQUESTS, S3_ERRORS, method, lambda: send(method, url, *args, **kw))
 
-    pool.urlopen = counted
+
+def instrument_kubernetes(client: kubernetes.client.ApiClient) -> KubernetesCalls:
+    """A counting client in place of `client`, talking to the same cluster with the same configuration."""
+    counted = KubernetesCalls(client.configuration)
+    counted.default_headers.update(client.default_headers)
+    counted.user_agent = client.user_agent
+    counted.cookie = client.cookie
+    client.close()
+    return counted
+
+
+def instrument_object_store(storage: Storage) -> Storage:
+    """`storage`, its minio client built anew on a counting pool (same endpoint, timeouts and retries)."""
+    storage.minio = make_client(storage.settings, pool_class=ObjectStoreCalls)
     return storage
 
 

@@ -32,10 +32,12 @@ _RETRIES = urllib3.Retry(
 )
 
 
-def make_client(settings: Settings, *, pool_size: int = 32) -> Minio:
+def make_client(settings: Settings, *, pool_size: int = 32,
+                pool_class: type[urllib3.PoolManager] = urllib3.PoolManager) -> Minio:
+    """A minio client on its own urllib3 pool (`pool_class`: e.g. one that counts calls, see `ingest.metrics`)."""
     # Every call is bounded: a store that stops answering (Ceph blocks writes when full) costs at
     # most a few timeouts, then an error that names the store, never a request or worker that hangs.
-    http = urllib3.PoolManager(
+    http = pool_class(
         timeout=urllib3.Timeout(connect=10, read=settings.s3_timeout_seconds),
         maxsize=pool_size,
         retries=_RETRIES,

@@ -24,6 +24,7 @@ from ingest.api.move import move
 from ingest.api.openapi import openapi
 from ingest.api.services import Services
 from ingest.api.state import StateCache, get_state
+from ingest.api.tus import collection_endpoint, upload_endpoint
 from ingest.api.upload import ingest
 from ingest.config import Settings
 from ingest.storage import Storage
@@ -141,6 +142,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/get_state", get_state, methods=["GET"]),
         Route("/get_state/{job_id}", get_state, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/uploads", collection_endpoint, methods=["POST", "OPTIONS"]),
+        Route("/uploads/", collection_endpoint, methods=["POST", "OPTIONS"]),
+        Route("/uploads/{upload_id}", upload_endpoint, methods=["HEAD", "PATCH", "DELETE", "OPTIONS"]),
     ]
     middleware = [Middleware(RequestMetrics)]  # first: it sees every answer, 401s included
     if settings.auth_tokens_file or settings.auth_header:

@@ -36,6 +36,11 @@ def load_tokens(path: str) -> dict[str, str]:
     return tokens
 
 
+def is_preflight(scope: Scope) -> bool:
+    """tus's OPTIONS (and a browser's CORS preflight, which never carries credentials) say nothing about data."""
+    return scope["method"] == "OPTIONS" and (scope["path"] == "/uploads" or scope["path"].startswith("/uploads/"))
+
+
 class Authentication:
     """ASGI middleware: resolve the user or answer 401, before any handler reads the body."""
 
@@ -59,7 +64,7 @@ class Authentication:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or is_preflight(scope):
             await self.app(scope, receive, send)
             return
         user = self.user(scope)

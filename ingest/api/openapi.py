@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ingest import jobs
+from ingest.api.tus.openapi import PATHS as TUS_PATHS
 
 TASKS: Final = sorted(set(jobs.UPLOAD_TASKS) | set(jobs.MOVE_TASKS))
 
@@ -219,6 +220,9 @@ DOCUMENT: Final[dict[str, Any]] = {
         },
     },
 }
+
+
+DOCUMENT["paths"].update(TUS_PATHS)  # resumable uploads: tus's own headers and status codes
 
 
 async def openapi(request: Request) -> JSONResponse:

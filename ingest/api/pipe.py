@@ -15,7 +15,8 @@ import collections
 import hashlib
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _EOF = b""
 
@@ -25,7 +26,9 @@ class PipeAborted(Exception):
 
 
 class Pipe:
-    def __init__(self, *, block: int = 1024 * 1024, depth: int = 8, observe: Callable[[bytes], None] | None = None) -> None:
+    def __init__(
+        self, *, block: int = 1024 * 1024, depth: int = 8, observe: Callable[[bytes], None] | None = None
+    ) -> None:
         self.block = block
         self.observe = observe  # also sees every byte, on the reader thread
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
@@ -86,7 +89,7 @@ class Pipe:
                     continue
 
     # --- reader-thread side ------------------------------------------------------------------
-    def drain_into(self, consume: Callable[["Pipe"], Any]) -> Any:
+    def drain_into(self, consume: Callable[[Pipe], Any]) -> Any:
         """Run `consume(self)` on this thread; if it fails, unblock the writer with its error."""
         try:
             return consume(self)

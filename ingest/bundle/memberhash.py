@@ -18,11 +18,12 @@ PREHASH_MIN_SIZE: Final = 1024 * 1024 + 1
 
 
 class MemberHasher:
-    def __init__(self, members: Sequence[Member], min_size: int = PREHASH_MIN_SIZE) -> None:
+    def __init__(self, members: Sequence[Member], min_size: int = PREHASH_MIN_SIZE, *, start: int = 0) -> None:
         self.members = members  # live and append-only (TarScanner.members)
         self.min_size = min_size
         self.digests: dict[int, str] = {}
-        self._position = 0
+        self._start = start  # a resumed body (tus): members whose data began before it are not ours to hash
+        self._position = start
         self._index = 0
         self._current: Any = None
 
@@ -32,7 +33,8 @@ class MemberHasher:
         view = memoryview(data)
         while self._index < len(self.members):
             member = self.members[self._index]
-            if member.type is not MemberType.FILE or member.size < self.min_size or member.data_end <= start:
+            if (member.type is not MemberType.FILE or member.size < self.min_size or member.data_end <= start
+                    or member.data_offset < self._start):
                 self._index += 1
                 continue
             if member.data_offset >= end:

@@ -1,1 +1,1 @@
-"""Command-line tools: `IngestCMD` for operators (admin.py), `ingest` for scientists (client.py)."""
+"""Command-line tools: `IngestCMD` for operators (admin.py), `ingest` for scientists (client.py and its modules)."""

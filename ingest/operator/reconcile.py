@@ -21,7 +21,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from ingest import jobs, lifecycle, metrics
+from ingest import jobs, lifecycle, metrics, resumable
 from ingest.config import Settings
 from ingest.kube import JobStore, list_pods, read_pod
 from ingest.lifecycle import Job
@@ -297,6 +297,9 @@ class Reconciler:
     def check_upload(self, job: Job, body: Body) -> None:
         """An upload that stopped making progress - or whose status was never written, because its
         API replica died between creating the job and writing it - fails at UPLOADING."""
+        if resumable.record(body) is not None:
+            self.expire_upload(job, body)  # tus: resumable, so not stalled until INGEST_UPLOAD_EXPIRY_SECONDS
+            return
         stall = self.settings.upload_stall_seconds
         if lifecycle.seconds_since(job.updated) <= stall:
             return
@@ -309,3 +312,22 @@ class Reconciler:
         if written:
             log.warning("job %s: FAILED: %s", job.name, message)
             events.post(self.client, body, "Failed", message, warning=True)
+
+    def expire_upload(self, job: Job, body: Body) -> None:
+        """A tus upload nobody PATCHed for INGEST_UPLOAD_EXPIRY_SECONDS fails, and its parts go."""
+        if not resumable.expired(body, jobs.now()):
+            return
+        message = resumable.expiry_reason(body, self.settings.upload_expiry_seconds)
+
+        def decide(current: Body) -> dict[str, Any] | None:  # still expired: a PATCH may have just claimed it
+            if not resumable.expired(current, jobs.now()):
+                return None
+            return lifecycle.upload_failed(lifecycle.Job.of(current), jobs.now(), task=jobs.UPLOADING, message=message)
+
+        written = self.store.update_status(job.name, decide)
+        if written is None or (written.get("status") or {}).get("exception") != message:
+            return
+        metrics.STUCK_JOBS.labels("upload_expired").inc()
+        log.warning("job %s: FAILED: %s", job.name, message)
+        events.post(self.client, body, "Failed", message, warning=True)
+        resumable.discard(self.storage, written)

@@ -1,18 +1,28 @@
-"""Generated inputs for the bundle tests: tars made by `tarfile`, broken ones by byte surgery."""
+"""Generated inputs for the bundle tests: tars made by `tarfile`, broken ones by byte surgery.
+
+The tars come from `tarfile`, not from the service's writer (`ingest.bundle.writer`): the scanner
+must read every dialect a client may send (ustar, GNU, PAX, links, directories), and a reference
+writer that is not ours keeps the scanner's tests independent of our own writer. Files entries do
+come from the writer: they are the uploader's.
+"""
+
 from __future__ import annotations
 
 import hashlib
 import io
 import json
 import tarfile
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from ingest.bundle import Limits, TarIndex, TarScanner
+from ingest.bundle import Limits, TarIndex, TarScanner, writer
 
+MTIME = 1_795_800_686  # 2026-11-27T17:31:26Z
 FORMATS = {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT}
 
 
-def info(name: str, data: bytes | None = None, *, kind: bytes = tarfile.REGTYPE, **attrs: Any) -> tuple[tarfile.TarInfo, bytes | None]:
+def info(name: str, data: bytes | None = None, *, kind: bytes = tarfile.REGTYPE,
+         **attrs: Any) -> tuple[tarfile.TarInfo, bytes | None]:
     """A (TarInfo, data) pair for `make_tar`."""
     member = tarfile.TarInfo(name)
     member.type = kind
@@ -24,7 +34,8 @@ def info(name: str, data: bytes | None = None, *, kind: bytes = tarfile.REGTYPE,
     return member, data
 
 
-def make_tar(members: Iterable[tuple[tarfile.TarInfo, bytes | None]], *, fmt: str = "pax", encoding: str = "utf-8") -> bytes:
+def make_tar(members: Iterable[tuple[tarfile.TarInfo, bytes | None]], *, fmt: str = "pax",
+             encoding: str = "utf-8") -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=FORMATS[fmt], encoding=encoding) as tar:
         for member, data in members:
@@ -34,20 +45,9 @@ def make_tar(members: Iterable[tuple[tarfile.TarInfo, bytes | None]], *, fmt: st
 
 def files_entry(path: str, data: bytes, *, hashtype: str = "sha1", **extra: Any) -> dict[str, Any]:
     """A Files entry for a member path `data/<subdir>/<name>`, as pacifica-uploader writes it."""
-    subdir, _, name = path.removeprefix("data/").rpartition("/")
-    entry = {
-        "destinationTable": "Files",
-        "name": name,
-        "subdir": subdir,
-        "size": len(data),
-        "hashtype": hashtype,
-        "hashsum": hashlib.new(hashtype, data).hexdigest(),
-        "mimetype": "application/octet-stream",
-        "ctime": "2026-11-27T17:31:26",
-        "mtime": "2026-11-27T17:31:26",
-    }
-    entry.update(extra)
-    return entry
+    entry = writer.files_entry(path, size=len(data), mtime=MTIME, hashtype=hashtype,
+                               hashsum=hashlib.new(hashtype, data).hexdigest())
+    return {**entry, **extra}
 
 
 HEADER_ITEMS: list[dict[str, Any]] = [

@@ -21,8 +21,11 @@ from pacifica.uploader.bundler import Bundler
 from pacifica.uploader.metadata import MetaData, MetaObj
 
 from ingest.bundle import TarScanner, match, parse_metadata
-from ingest.cli import client
-from ingest.cli.client import BundleStream, ClientError, Progress, Service, main, scan_tree, transaction_items, wait_complete
+from ingest.cli import service
+from ingest.cli.bundling import BundleStream, scan_tree, transaction_items
+from ingest.cli.client import main
+from ingest.cli.errors import ClientError
+from ingest.cli.service import Progress, Service, wait_complete
 
 MTIME = 1_700_000_000
 TREE = {
@@ -312,7 +315,7 @@ def test_upload_streams_exactly_the_bytes_bundle_writes(
     assert headers["Authorization"] == "Bearer s3cret"
     out, err = capsys.readouterr()
     assert out == "7\n"  # the job id, alone on stdout
-    assert f"sent {client.human(len(written))} of {client.human(len(written))} (100%)" in err
+    assert f"sent {service.human(len(written))} of {service.human(len(written))} (100%)" in err
 
 
 def test_upload_of_a_bundle_file_and_the_token_from_the_environment(
@@ -452,5 +455,5 @@ def test_waiting_gives_up_at_the_timeout(server: Recorder) -> None:
 
 
 def test_waiting_gives_up_on_a_service_that_stays_unreachable() -> None:
-    with pytest.raises(ClientError, match=f"gave up waiting for job 7 after {client.POLL_FAILURES} failed polls"):
+    with pytest.raises(ClientError, match=f"gave up waiting for job 7 after {service.POLL_FAILURES} failed polls"):
         wait_complete(Service(dead_url()), 7, timeout=None, stream=None, interval=0)

@@ -1,22 +1,27 @@
-"""Bundles made by code for the integration tests: a tar of metadata.txt + data/, as Pacifica's bundler writes."""
+"""Bundles made by code for the integration tests, written by the service's one bundle writer.
+
+`bundle` writes what pacifica-uploader writes (data/ members, metadata.txt last) unless a test asks
+for something else: its own metadata (bytes, or a document with wrong sums), metadata first, extra
+members. `tar_bytes` writes any list of members, for bundles no uploader would make.
+"""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tarfile
-import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
+
+from ingest.bundle import writer
+
+MTIME = 1_795_800_686  # 2026-11-27T17:31:26Z: every member and Files entry carries this one time
 
 
 def files_entry(name: str, subdir: str, data: bytes, hashtype: str = "sha1", **override: Any) -> dict[str, Any]:
-    entry = {
-        "destinationTable": "Files", "name": name, "subdir": subdir, "size": len(data),
-        "hashtype": hashtype, "hashsum": hashlib.new(hashtype, data).hexdigest(),
-        "mimetype": "application/octet-stream", "ctime": "2026-11-27T17:31:26", "mtime": "2026-11-27T17:31:26",
-    }
-    entry.update(override)
-    return entry
+    """The uploader's Files entry for `data`, naming exactly `subdir` and `name` (odd ones included)."""
+    path = f"data/{subdir}/{name}" if subdir else f"data/{name}"
+    entry = writer.files_entry(path, size=len(data), mtime=MTIME, hashtype=hashtype,
+                               hashsum=hashlib.new(hashtype, data).hexdigest())
+    return {**entry, "name": name, "subdir": subdir, **override}
 
 
 TRANSACTION = [
@@ -27,15 +32,9 @@ TRANSACTION = [
 ]
 
 
-def tar_bytes(members: Iterable[tuple[str, bytes]], *, fmt: int = tarfile.PAX_FORMAT) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
+    """A tar of `members` (name, bytes) in order."""
+    return b"".join(writer.tar(writer.FileData.of(name, data, mtime=MTIME) for name, data in members))
 
 
 def bundle(files: dict[str, bytes], *, metadata: Any = None, extra_members: Iterable[tuple[str, bytes]] = (),

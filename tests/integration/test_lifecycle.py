@@ -208,7 +208,7 @@ def test_random_interleaving_keeps_the_invariants(
     actions = ("upload",) * 4 + ("cancel", "retry", "kill pod", "manual FAILED", "restart operator")
     restarts = 0
     try:
-        while len(bundles) < 32:
+        while len(bundles) < 30:
             action = rng.choice(actions)
             jobs_so_far = sorted(bundles)
             target = rng.choice(jobs_so_far) if jobs_so_far else None

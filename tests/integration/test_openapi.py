@@ -57,7 +57,11 @@ def test_job_id_is_ascii_digits_only(api: httpx.Client, text: str) -> None:
 # schemathesis' pytest plugin (`schemathesis.pytest.from_fixture`) does not run on pytest 9 (it sets
 # `Function._nodeid`, which pytest 9 removed), so its Python API drives Hypothesis here instead: one
 # test per documented operation and mode, on the strategy schemathesis builds for it.
-OPERATIONS = [(path, method) for path, operations in DOCUMENT["paths"].items() for method in operations]
+# tus (/uploads) is left to tests/integration/test_tus.py and the real tuspy client: its answers are
+# the protocol's own (412 for another version, 460, 413 past the deployment's Tus-Max-Size), which
+# schemathesis' generic expectations for valid and invalid requests do not allow.
+OPERATIONS = [(path, method) for path, operations in DOCUMENT["paths"].items() for method in operations
+              if not path.startswith("/uploads")]
 # Negative mode needs something a schema can break: parameters or a JSON body. A bundle is any
 # bytes (`format: binary`), so /ingest and /upload have no schema-violating request to send.
 NEGATIVE = [(path, method) for path, method in OPERATIONS
