@@ -16,6 +16,8 @@ removes both when it ends. Workloads:
 - latency: a 1-file bundle, POST -> complete, median and p90 of 20.
 - console: the web console's Jobs page with 10,000 jobs, time to first paint in headless Chromium,
   against 100 jobs (benchmarks/console.py).
+- burst: 200 bundles of one 30-byte file from 1 and from 10 clients, in pod mode (a worker Pod per
+  job, the baseline) and in pool mode (warm workers): jobs/s, latency p50 and p95 (benchmarks/burst.py).
 - memory: peak RSS of the API during the large upload, and of the worker Pod's process during the
   large and small ingests (read from /proc: VmHWM, reset before the workload where the kernel lets
   us, and polled).
@@ -27,7 +29,7 @@ ratio can be explained rather than guessed at.
 - scale (only when asked: it starts stacks of its own): 100,000 retained jobs against 1,000, see
   benchmarks/scale.py.
 
-    python -m benchmarks [--only large,small,latency,console,get_state,scale] [--quick] [--json FILE] [--set NAME=VALUE]
+    python -m benchmarks [--only large,small,latency,tus,console,burst,get_state,scale] [--quick] [--json FILE] [--set NAME=VALUE]
                          [--profile DIR]   # py-spy the API and the workers (perturbs the figures)
 """
 from __future__ import annotations
@@ -59,13 +61,14 @@ import yaml
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 
+from benchmarks import burst
 from benchmarks.console import console
 from ingest.bundle.writer import FileData, bundle, coalesce
 from ingest.local.launcher import Stack, parse_ports
 
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 MB = 1_000_000
-WORKLOADS = ("large", "small", "latency", "tus", "console", "get_state")  # run order: get_state's 10,000 jobs go last
+WORKLOADS = ("large", "small", "latency", "tus", "console", "burst", "get_state")  # run order: get_state's 10,000 jobs go last
 BASELINE_BUCKET = "bench-baseline"
 ARCHIVE_BUCKET = "ingest-archive"
 JOBS_PATH = "/apis/ingest.pacifica.org/v1/namespaces/{namespace}/ingestjobs"
@@ -81,9 +84,11 @@ class Sizes:
     jobs: int = 10_000
     load_seconds: int = 10
     latency_runs: int = 20
+    burst_bundles: int = 200
 
 
-QUICK = Sizes(large_files=4, large_file_size=16 * MiB, small_files=500, jobs=1000, load_seconds=3, latency_runs=5)
+QUICK = Sizes(large_files=4, large_file_size=16 * MiB, small_files=500, jobs=1000, load_seconds=3, latency_runs=5,
+              burst_bundles=20)
 
 
 # --- bundles ------------------------------------------------------------------------------------
@@ -490,7 +495,8 @@ def tus(ctx: Context) -> dict[str, Any]:
 
 
 RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "large": large, "small": small, "latency": latency, "tus": tus, "console": console, "get_state": get_state}
+    "large": large, "small": small, "latency": latency, "tus": tus, "console": console, "get_state": get_state,
+    "burst": lambda ctx: burst.burst(ctx.stack, bundles=ctx.sizes.burst_bundles)}
 
 
 # --- targets and the table ----------------------------------------------------------------------
@@ -534,6 +540,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
                        f"{r['requests_per_second']} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms", "", "",
                        ">= 1500 req/s, p99 < 25 ms",
                        r["requests_per_second"] >= 1500 and r["p99_ms"] < 25 and r["errors"] == 0))
+    if "burst" in results:
+        out.extend(Row(workload, ours, "", "", target, met) for workload, ours, target, met in burst.targets(results["burst"]))
     if "tus" in results:
         r = results["tus"]
         out.append(Row(f"tus ({r['bundle_bytes'] / GiB:.1f} GiB, {r['chunk_bytes'] // MiB} MiB PATCHes, to staged)",

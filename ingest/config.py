@@ -74,6 +74,13 @@ ENV: Final[tuple[Var, ...]] = (
     Var("INGEST_WORKER_MEMORY_LIMIT", "512Mi", "Memory limit of a worker Pod."),
     Var("INGEST_WORKER_DEADLINE_SECONDS", "3600", "activeDeadlineSeconds of a worker Pod: a running job past it fails."),
     Var("INGEST_WORKER_ATTEMPTS", "3", "Worker Pods tried for a job before it fails (bundle errors are never retried)."),
+    Var("INGEST_WORKER_MODE", "pool", "`pool`: bundles up to INGEST_POOL_MAX_BUNDLE_BYTES go to warm pool workers, larger ones get a Pod each; `pod`: one worker Pod per job."),
+    Var("INGEST_POOL_MIN", "1", "Pool worker Pods kept warm when no job waits (pool mode)."),
+    Var("INGEST_POOL_MAX", "4", "Most pool worker Pods the operator runs, however many jobs wait."),
+    Var("INGEST_POOL_MAX_BUNDLE_BYTES", str(16 * MiB), "Largest bundle a pool worker takes (read whole, in memory); a larger one gets its own worker Pod."),
+    Var("INGEST_POOL_JOBS_PER_WORKER", "4", "Jobs one pool worker runs at the same time."),
+    Var("INGEST_POOL_CPU", "250m", "CPU request of a pool worker Pod (limits: INGEST_WORKER_CPU_LIMIT, INGEST_WORKER_MEMORY_LIMIT)."),
+    Var("INGEST_POOL_MEMORY", "256Mi", "Memory request of a pool worker Pod."),
     Var("INGEST_LEASE_SECONDS", "30", "A worker proves it still owns its job every third of this; one whose Pod vanished is trusted dead only after it."),
     Var("INGEST_FAILED_POD_RETENTION_SECONDS", "86400", "A failed job's worker Pods stay this long (for `kubectl logs`); a succeeded job's go at once."),
     Var("INGEST_UPLOAD_STALL_SECONDS", "300", "An upload that makes no progress this long fails."),
@@ -159,6 +166,13 @@ class Settings:
     worker_memory_limit: str
     worker_deadline_seconds: int
     worker_attempts: int
+    worker_mode: str
+    pool_min: int
+    pool_max: int
+    pool_max_bundle_bytes: int
+    pool_jobs_per_worker: int
+    pool_cpu: str
+    pool_memory: str
     lease_seconds: float
     failed_pod_retention_seconds: float
     upload_stall_seconds: int
@@ -225,6 +239,13 @@ class Settings:
             worker_memory_limit=get("INGEST_WORKER_MEMORY_LIMIT"),
             worker_deadline_seconds=int(get("INGEST_WORKER_DEADLINE_SECONDS")),
             worker_attempts=max(1, int(get("INGEST_WORKER_ATTEMPTS"))),
+            worker_mode="pod" if get("INGEST_WORKER_MODE").strip().lower() == "pod" else "pool",
+            pool_min=max(0, int(get("INGEST_POOL_MIN"))),
+            pool_max=max(1, int(get("INGEST_POOL_MAX")), int(get("INGEST_POOL_MIN"))),
+            pool_max_bundle_bytes=int(get("INGEST_POOL_MAX_BUNDLE_BYTES")),
+            pool_jobs_per_worker=max(1, int(get("INGEST_POOL_JOBS_PER_WORKER"))),
+            pool_cpu=get("INGEST_POOL_CPU"),
+            pool_memory=get("INGEST_POOL_MEMORY"),
             lease_seconds=max(3.0, float(get("INGEST_LEASE_SECONDS"))),
             failed_pod_retention_seconds=float(get("INGEST_FAILED_POD_RETENTION_SECONDS")),
             upload_stall_seconds=int(get("INGEST_UPLOAD_STALL_SECONDS")),
@@ -260,7 +281,8 @@ class Settings:
             var.name: os.environ.get(var.name, var.default)
             for var in ENV
             if var.name not in secret and not var.name.startswith(("INGEST_API_", "INGEST_WORKER_", "INGEST_AUTH_", "INGEST_OPERATOR_", "INGEST_ADMIN_"))
-        } | {"INGEST_NAMESPACE": self.namespace}
+        } | {"INGEST_NAMESPACE": self.namespace, "INGEST_WORKER_ATTEMPTS": str(self.worker_attempts),
+             "INGEST_WORKER_DEADLINE_SECONDS": str(self.worker_deadline_seconds)}
 
 
 def bundle_limits(settings: Settings) -> Limits:

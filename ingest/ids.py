@@ -17,6 +17,10 @@ from kubernetes.client.exceptions import ApiException
 
 from ingest.kube import retrying
 
+# The first use of CoreV1Api imports a very large module, holding the interpreter for seconds on a
+# busy node; paid here, at start-up, it cannot stall a worker's heartbeat in the middle of a job.
+kubernetes.client.CoreV1Api  # noqa: B018
+
 COUNTER_CONFIGMAP: Final = "ingest-ids"
 JOB_IDS: Final = "job-ids"
 FILE_IDS: Final = "file-ids"

@@ -19,6 +19,11 @@ JOB_ID_LABEL: Final = f"{GROUP}/job-id"
 COMPONENT_LABEL: Final = f"{GROUP}/component"
 FINALIZER: Final = f"{GROUP}/staged-cleanup"
 STAGED_REMOVED_ANNOTATION: Final = f"{GROUP}/staged-removed"  # set when retention removed a job's staged data
+# Set by the API when it stages a bundle small enough for the warm pool (INGEST_POOL_MAX_BUNDLE_BYTES);
+# removed by the operator once the job is complete, so the pool's label-selected watch stays as
+# small as the queue, however many jobs pile up.
+POOL_LABEL: Final = f"{GROUP}/pool"
+POOL_WAITING: Final = "queued"
 
 # Pacifica's states and tasks: exact spelling and case, clients compare these strings.
 OK: Final = "OK"
@@ -46,6 +51,16 @@ RFC3339: Final = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+
 
 OPERATION_UPLOAD: Final = "upload"
 OPERATION_MOVE: Final = "move"
+
+
+def routed_to_pool(job: Mapping[str, Any]) -> bool:
+    """The API sent this job to the warm pool workers rather than to a worker Pod of its own."""
+    return ((job.get("metadata") or {}).get("labels") or {}).get(POOL_LABEL) == POOL_WAITING
+
+
+def pool_claim(status: Mapping[str, Any]) -> str | None:
+    """The pool worker Pod holding the job's claim (lease), if any."""
+    return status.get("claimedBy") or None
 
 
 def job_name(job_id: int) -> str:

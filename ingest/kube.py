@@ -151,14 +151,16 @@ class JobStore:
             if error.status != 404:
                 raise
 
-    def update_status(self, name: str, decide: Decide, *, attempts: int = 20) -> Job | None:
+    def update_status(self, name: str, decide: Decide, *, attempts: int = 20, known: Job | None = None) -> Job | None:
         """Read, decide, write with the read resourceVersion; again on 409.
 
         `decide` returns the status fields to merge, or None to write nothing. Returns the job as
-        written (or as read when nothing was written); None when the job does not exist.
+        written (or as read when nothing was written); None when the job does not exist. `known`, a
+        version this process wrote or watched last, saves the first read: if it is stale the write
+        gets 409 and the loop reads as usual.
         """
         for attempt in range(attempts):
-            job = self.get(name)
+            job, known = (known, None) if known is not None else (self.get(name), None)
             if job is None:
                 return None
             change = decide(job)
@@ -176,7 +178,8 @@ class JobStore:
                 time.sleep(min(0.5, 0.01 * 2**attempt))
         raise RuntimeError(f"IngestJob {name}: status kept changing under {attempts} attempts")
 
-    def apply(self, name: str, transition: Callable[..., "dict[str, Any] | None"], **facts: Any) -> tuple[Job | None, bool]:
+    def apply(self, name: str, transition: Callable[..., "dict[str, Any] | None"], *, known: Job | None = None,
+              **facts: Any) -> tuple[Job | None, bool]:
         """Move the job by a `lifecycle` transition (compare-and-swap); (the job, whether it was written).
 
         The transition sees the job as read and the time of the decision; it returns None when it
@@ -189,12 +192,15 @@ class JobStore:
             written = bool(patch)
             return patch
 
-        return self.update_status(name, decide), written
+        return self.update_status(name, decide, known=known), written
 
-    def watch(self, resource_version: str | None, timeout_seconds: int = 300) -> Iterator[dict[str, Any]]:
+    def watch(self, resource_version: str | None, timeout_seconds: int = 300,
+              label_selector: str | None = None) -> Iterator[dict[str, Any]]:
         """Raw watch events of the namespace's IngestJobs from `resource_version`."""
         watcher = kubernetes.watch.Watch()
         kwargs: dict[str, Any] = {"timeout_seconds": timeout_seconds, "allow_watch_bookmarks": True}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
         if resource_version:
             kwargs["resource_version"] = resource_version
         yield from watcher.stream(self.custom.list_namespaced_custom_object, *self._args(), **kwargs)

@@ -256,10 +256,11 @@ async def stage(request: Request, reservation: Reservation) -> Response:
     try:
         await writer
         index = dataclasses.replace(index, sha1=member_hasher.digests)  # complete once the writer is
-        await asyncio.to_thread(  # streamed: the index is never one string in memory
-            services.storage.put_chunks, services.storage.staging, jobs.staged_index_key(job_id),
-            index.json_chunks(), "application/json",
-        )
+        if received > settings.pool_max_bundle_bytes:  # a smaller bundle is read whole, in one GET
+            await asyncio.to_thread(  # streamed: the index is never one string in memory
+                services.storage.put_chunks, services.storage.staging, jobs.staged_index_key(job_id),
+                index.json_chunks(), "application/json",
+            )
     except Exception as error:
         log.exception("job %s: staging failed", job_id)
         message = f"the object store did not take the bundle ({received} bytes received): {error}"
@@ -273,8 +274,13 @@ async def stage(request: Request, reservation: Reservation) -> Response:
 
 
 def mark_staged(services: Services, job_id: int, size: int, sha256: str) -> dict:
-    """Record the bundle in the spec (still ours to change while UPLOADING), then hand it on."""
+    """Record the bundle in the spec (still ours to change while UPLOADING), then hand it on: to the
+    warm pool workers (a label they select on) when it is small enough, else to a worker Pod."""
     name = jobs.job_name(job_id)
-    services.jobs.patch(name, {"spec": {"staged": {"size": size, "sha256": sha256}}})
-    job, _ = services.jobs.apply(name, lifecycle.staged, size=size)
+    settings = services.settings
+    patch: dict = {"spec": {"staged": {"size": size, "sha256": sha256}}}
+    if settings.worker_mode == "pool" and size <= settings.pool_max_bundle_bytes:
+        patch["metadata"] = {"labels": {jobs.POOL_LABEL: jobs.POOL_WAITING}}
+    patched = services.jobs.patch(name, patch)
+    job, _ = services.jobs.apply(name, lifecycle.staged, size=size, known=patched)
     return job or {}

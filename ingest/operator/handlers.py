@@ -15,7 +15,7 @@ import kopf
 
 from ingest import jobs, kube, logs, metrics
 from ingest.config import Settings
-from ingest.operator.podspec import WORKER
+from ingest.operator.podspec import POOL_WORKER, WORKER
 from ingest.operator.reconcile import Reconciler
 from ingest.operator.sweeper import sweep, sweep_finished
 from ingest.storage import Storage
@@ -50,6 +50,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     storage = metrics.instrument_object_store(Storage(config))
     await asyncio.to_thread(storage.ensure_buckets)
     _state["reconciler"] = Reconciler(config, metrics.instrument_kubernetes(kube.api_client()), storage)
+    await asyncio.to_thread(_state["reconciler"].pool.sync)
     _state["sweeper"] = asyncio.create_task(sweep_forever())
 
 
@@ -93,3 +94,8 @@ def ingest_job_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
 def worker_pod_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
     with logs.job(logs.job_id_of_object(body["metadata"]["name"])):
         reconciler().pod_changed(dict(body), deleted=event.get("type") == "DELETED")
+
+
+@kopf.on.event("", "v1", "pods", labels={jobs.COMPONENT_LABEL: POOL_WORKER})
+def pool_pod_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    reconciler().pool.pod_changed(dict(body), deleted=event.get("type") == "DELETED")

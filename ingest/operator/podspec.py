@@ -1,4 +1,4 @@
-"""The worker Pod of one attempt at one IngestJob: same image, one container, owned by the job."""
+"""Worker Pods: one per attempt at one IngestJob (owned by the job), or a warm pool worker; same image."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +7,7 @@ from ingest import jobs
 from ingest.config import Settings
 
 WORKER = "worker"
+POOL_WORKER = "pool-worker"
 TERMINATION_GRACE_SECONDS = 30  # the operator deletes worker Pods with exactly this grace: never less
 
 
@@ -16,37 +17,51 @@ def worker_pod_name(job_name: str, attempt: int) -> str:
 
 def worker_pod(job: dict[str, Any], settings: Settings, attempt: int) -> dict[str, Any]:
     meta = job["metadata"]
-    job_id = str(job["spec"]["jobId"])
-    name = worker_pod_name(meta["name"], attempt)
-    env = {**settings.worker_environment(), "INGEST_JOB_NAME": meta["name"], "INGEST_LOG_LEVEL": settings.log_level,
-           "INGEST_ATTEMPT": str(attempt)}
+    pod = _pod(
+        settings, name=worker_pod_name(meta["name"], attempt), component=WORKER, command=["python", "-m", "ingest.worker"],
+        env={"INGEST_JOB_NAME": meta["name"], "INGEST_ATTEMPT": str(attempt)}, requests={"cpu": settings.worker_cpu, "memory": settings.worker_memory},
+    )
+    pod["metadata"]["labels"][jobs.JOB_ID_LABEL] = str(job["spec"]["jobId"])
+    pod["metadata"]["ownerReferences"] = [{
+        "apiVersion": jobs.API_VERSION, "kind": jobs.KIND, "name": meta["name"], "uid": meta["uid"],
+        "controller": True, "blockOwnerDeletion": True,
+    }]
+    pod["spec"]["activeDeadlineSeconds"] = settings.worker_deadline_seconds
+    return pod
+
+
+def pool_pod(settings: Settings) -> dict[str, Any]:
+    """A warm pool worker: no job of its own, no deadline (each job has one), named by the API server."""
+    pod = _pod(
+        settings, name=None, component=POOL_WORKER, command=["python", "-m", "ingest.worker.pool"],
+        env={}, requests={"cpu": settings.pool_cpu, "memory": settings.pool_memory},
+    )
+    pod["metadata"]["generateName"] = "ingest-pool-"
+    return pod
+
+
+def _pod(settings: Settings, *, name: str | None, component: str, command: list[str], env: dict[str, str],
+         requests: dict[str, str]) -> dict[str, Any]:
+    env = {**settings.worker_environment(), **env, "INGEST_LOG_LEVEL": settings.log_level}
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {jobs.JOB_ID_LABEL: job_id, jobs.COMPONENT_LABEL: WORKER},
-            "ownerReferences": [{
-                "apiVersion": jobs.API_VERSION, "kind": jobs.KIND, "name": meta["name"], "uid": meta["uid"],
-                "controller": True, "blockOwnerDeletion": True,
-            }],
-        },
+        "metadata": {"labels": {jobs.COMPONENT_LABEL: component}},
         "spec": {
             "restartPolicy": "Never",
             "serviceAccountName": settings.worker_service_account,
-            "activeDeadlineSeconds": settings.worker_deadline_seconds,
             "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": WORKER,
                 "image": settings.worker_image,
-                "command": ["python", "-m", "ingest.worker"],
+                "command": command,
                 "env": [{"name": key, "value": value} for key, value in sorted(env.items())]
                 + [{"name": "INGEST_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                    {"name": "INGEST_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}],
                 "envFrom": [{"secretRef": {"name": settings.worker_secret}}],
                 "resources": {
-                    "requests": {"cpu": settings.worker_cpu, "memory": settings.worker_memory},
+                    "requests": requests,
                     "limits": {"cpu": settings.worker_cpu_limit, "memory": settings.worker_memory_limit},
                 },
                 "terminationMessagePath": "/dev/termination-log",
@@ -58,6 +73,8 @@ def worker_pod(job: dict[str, Any], settings: Settings, attempt: int) -> dict[st
             }],
         },
     }
+    if name:
+        pod["metadata"]["name"] = name
     if settings.move_pvc:  # the volume /move sources live on (the chart's moveVolume)
         pod["spec"]["volumes"] = [{"name": "move", "persistentVolumeClaim": {"claimName": settings.move_pvc}}]
         pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "move", "mountPath": settings.move_mount}]

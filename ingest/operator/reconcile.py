@@ -27,6 +27,7 @@ from ingest.kube import JobStore, list_pods, read_pod
 from ingest.lifecycle import Job
 from ingest.operator import cleanup
 from ingest.operator.podspec import TERMINATION_GRACE_SECONDS, can_write, failure_reason, worker_pod
+from ingest.operator.pool import Pool
 from ingest.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,14 @@ class Reconciler:
         self.unreadable: dict[str, str] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.pool = Pool(self)
 
     # --- what the watches say -------------------------------------------------------------------
     def job_changed(self, body: Body) -> None:
         name = body["metadata"]["name"]
         self.known[name] = body
         self.narrate(body)
+        self.pool.job_changed(body)
         self.reconcile(name)
         self.settle(name)
 
@@ -92,6 +95,7 @@ class Reconciler:
     def forget(self, name: str) -> None:
         for table in (self.seen, self.known, self.unreadable, self._locks):
             table.pop(name, None)
+        self.pool.forget(name)
 
     def narrate(self, body: Body) -> None:
         """An Event for each phase or step a job enters (remembered in memory: a restart may repeat one)."""
@@ -198,8 +202,10 @@ class Reconciler:
 
     def writers(self, job: Job) -> list[Body]:
         """The job's worker Pods that may still write, read live (Terminating ones included)."""
-        return [pod for pod in list_pods(self.client, self.settings.namespace, f"{jobs.JOB_ID_LABEL}={job.job_id}")
+        pods = [pod for pod in list_pods(self.client, self.settings.namespace, f"{jobs.JOB_ID_LABEL}={job.job_id}")
                 if can_write(pod)]
+        claimant = self.pool.claimant(job)  # a pool worker that has not let go of the job
+        return pods + [claimant] if claimant else pods
 
     def honour_manual_failure(self, job: Job, body: Body) -> None:
         """An administrator failed the job: final as written (complete, phase Failed, their fields)."""
@@ -223,8 +229,8 @@ class Reconciler:
         """Attempt n+1, decided on a fresh read, only once no earlier worker Pod of the job exists."""
         body = self.store.get(name)
         job = Job.of(body) if body else None
-        if job is None or job.problems or not lifecycle.may_start(job):
-            return
+        if job is None or job.problems or not lifecycle.may_start(job) or self.pool.handles(body):
+            return  # a warm pool worker claims a job routed to the pool
         if self.writers(job):
             return  # stop_unwanted deletes them; their deletion events bring us back here
         attempt = job.attempts + 1
@@ -252,7 +258,8 @@ class Reconciler:
     def check_worker(self, job: Job, body: Body) -> None:
         owner = job.owner
         assert owner is not None
-        pod = self.pods.get(job.name, {}).get(owner.pod) or read_pod(self.client, self.settings.namespace, owner.pod)
+        pod = (self.pods.get(job.name, {}).get(owner.pod) or self.pool.pods.get(owner.pod)
+               or read_pod(self.client, self.settings.namespace, owner.pod))
         if pod is not None and owner.uid and pod["metadata"].get("uid") != owner.uid:
             pod = None  # a namesake, not our worker
         if pod is None:
@@ -265,7 +272,12 @@ class Reconciler:
             self.worker_lost(job, body, f"worker Pod {owner.pod} disappeared", retryable=True)
             return
         phase = (pod.get("status") or {}).get("phase")
-        if phase == "Succeeded":
+        pooled = jobs.pool_claim(job.status) == owner.pod
+        if pooled and phase not in ("Succeeded", "Failed"):
+            self.pool.check_lease(job, body, pod)
+        elif phase == "Succeeded" and pooled:  # drained or scaled down with the job unfinished: not the job's fault
+            self.worker_lost(job, body, f"pool worker Pod {owner.pod} exited before the job was done", retryable=True)
+        elif phase == "Succeeded":
             self.worker_lost(job, body, f"worker Pod {owner.pod} exited without recording the job's outcome", retryable=False)
         elif phase == "Failed":
             message, retryable = failure_reason(pod)

@@ -27,6 +27,10 @@ def sweep(reconciler: Reconciler) -> None:
                 reconciler.reconcile(name)
             except Exception:
                 log.exception("job %s: reconcile failed; trying again on the next sweep", name)
+    try:
+        reconciler.pool.scale()
+    except Exception:
+        log.exception("could not scale the pool; trying again on the next sweep")
 
 
 FINISHED = "status.complete=true"  # the CRD declares status.complete selectable

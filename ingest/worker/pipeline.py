@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ingest import ids, jobs, lifecycle
@@ -39,6 +40,7 @@ from ingest.worker import peers
 from ingest.worker.move import run_move
 from ingest.worker.reporter import Cancelled, Reporter
 from ingest.worker.transfer import Batch, Copy, Findings, Stopped, Window, copy_all, object_metadata
+from ingest.worker.whole import WholeBundle
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +88,17 @@ class Progress:
 
 class Worker:
     def __init__(self, *, settings: Settings, store: JobStore, storage: Storage, client: Any, name: str,
-                 owner: lifecycle.Owner, stop: threading.Event) -> None:
+                 owner: lifecycle.Owner, stop: threading.Event, reporter: Reporter | None = None,
+                 file_ids: Callable[[int], int] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.storage = storage
         self.client = client
         self.name = name
         self.stop = stop
-        self.reporter = Reporter(store, name, owner, lease=settings.lease_seconds)
+        # A pool worker brings a reporter that knows the job it claimed, and its own block of file ids.
+        self.reporter = reporter or Reporter(store, name, owner, lease=settings.lease_seconds)
+        self.file_ids = file_ids or (lambda count: ids.reserve(self.client, self.settings.namespace, ids.FILE_IDS, count))
         self.limits = bundle_limits(settings)
         self.job_id = 0
         self._plan: list[str] = []
@@ -122,6 +127,8 @@ class Worker:
             if self.reporter.lost is None and not isinstance(reason, Cancelled):
                 raise  # stopped by SIGTERM (raised there) or an unproven lease: the operator decides
             log.info("job %s: stopped without undoing anything: %s", job_id, self.reporter.lost or reason)
+        finally:
+            self.reporter.close()
 
     def undo(self, job_id: int, error: BundleError) -> None:
         """The bundle's fault: while the job is provably ours, remove what we wrote, then say FAILED.
@@ -140,8 +147,13 @@ class Worker:
         block = (job.get("status") or {}).get("fileIds") or {}
         if block.get("count") == count and block.get("start"):
             return int(block["start"])
-        start = ids.reserve(self.client, self.settings.namespace, ids.FILE_IDS, max(count, 1)) if count else 1
-        self.reporter.write({"fileIds": {"start": start, "count": count}})
+        start = self.file_ids(count) if count else 1
+        if "file_id" in self.settings.archive_key_template:
+            # Archive keys depend on the ids: they must be on record before a file is written, so
+            # that another attempt writes (and the operator rolls back) the same keys.
+            self.reporter.write({"fileIds": {"start": start, "count": count}})
+        else:  # travels with the next write; an attempt that dies first only leaves a gap in the ids
+            self.reporter.note({"fileIds": {"start": start, "count": count}})
         return start
 
     def policy(self, document: list[Any], user: str | None) -> None:
@@ -219,6 +231,26 @@ class Worker:
             log.warning("job %s: could not remove the staged bundle: %s", job_id, error)
 
     # --- upload ---------------------------------------------------------------------------
+    def read_whole(self, spec: dict[str, Any], *, always: bool = False) -> WholeBundle | None:
+        """A small bundle (up to INGEST_POOL_MAX_BUNDLE_BYTES) costs one GET; a larger one streams."""
+        size = (spec.get("staged") or {}).get("size")
+        if not always and (size is None or size > self.settings.pool_max_bundle_bytes):
+            return None
+        staged = spec["staged"]
+        return WholeBundle.read(self.storage, staged["bucket"], staged["key"], self.limits, staged.get("sha256"))
+
+    def read_index(self, spec: dict[str, Any], job_id: int) -> TarIndex:
+        """The index the API recorded; the API records none for a bundle it deems small (its
+        INGEST_POOL_MAX_BUNDLE_BYTES may be larger than ours): then the bundle is read whole."""
+        try:
+            return TarIndex.from_json(self.storage.get_bytes(spec["staged"]["bucket"], jobs.staged_index_key(job_id)))
+        except Exception as error:
+            if not is_missing(error):
+                raise
+        whole = self.read_whole(spec, always=True)
+        assert whole is not None
+        return whole.index
+
     def batches(self, bucket: str, key: str, planned: list[tuple[Member, Copy]]) -> list[Batch]:
         """Small neighbouring members share one ranged read; a large member streams on its own."""
         batches: list[Batch] = []
@@ -255,8 +287,10 @@ class Worker:
         bucket, key = spec["staged"]["bucket"], spec["staged"]["key"]
         limit = self.limits.max_listed_problems
 
+        whole = self.read_whole(spec)
+        self.reporter.coalesce = whole is not None  # a small bundle: its steps take milliseconds
         self.reporter.step(jobs.OPEN_TAR, 0.0)
-        index = TarIndex.from_json(self.storage.get_bytes(bucket, jobs.staged_index_key(job_id)))
+        index = whole.index if whole else self.read_index(spec, job_id)
         self.reporter.step(jobs.OPEN_TAR, 100.0)
 
         self.reporter.step(jobs.LOAD_METADATA, 0.0)
@@ -300,8 +334,8 @@ class Worker:
         problems += self.taken_keys(labels, own)
         if not problems:  # nothing is written when a problem is known: the files are only verified
             self.record_plan(job_id, [copy.key for _, copy in planned] + [metadata_key])
-        self.copy(self.batches(bucket, key, planned), jobs.INGEST_FILES, total, known=problems,
-                  files=len(manifest.files))
+        batches = whole.batches(planned) if whole else self.batches(bucket, key, planned)
+        self.copy(batches, jobs.INGEST_FILES, total, known=problems, files=len(manifest.files))
         self.reporter.step(jobs.INGEST_FILES, 100.0, bytesDone=total, filesDone=len(planned))
 
         self.finish(job_id, document, user)

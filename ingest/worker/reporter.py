@@ -12,6 +12,13 @@ Between writes a watchdog proves the job is still ours at least every third of t
 frozen, partitioned from the API, its Pod force-deleted - raises its stop flag before it writes
 another archive object; the operator waits a whole lease after the last heartbeat before it
 trusts that a Pod which vanished without terminating is dead.
+
+Steps of a small bundle (`coalesce`, set by the pipeline for bundles up to
+INGEST_POOL_MAX_BUNDLE_BYTES) are merged: a step that starts or ends within `COALESCE_SECONDS` of
+the last write waits (at most that long, on a timer) and travels with the next write. A small job that runs from `open
+tar` to `ingest metadata` 100 in a fraction of a second so costs two or three writes instead of a
+dozen, while a slower job still shows Pacifica's step sequence, each step within a second. The
+final write (succeeded or failed) goes at once.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from ingest.kube import JobStore
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 1.0
+COALESCE_SECONDS = 1.0
 CLAIM_WAIT_SECONDS = 60.0  # the operator records the owner just after creating the Pod
 
 
@@ -33,14 +41,21 @@ class Cancelled(Exception):
 
 
 class Reporter:
-    def __init__(self, store: JobStore, name: str, owner: lifecycle.Owner, *, lease: float = 30.0) -> None:
+    def __init__(self, store: JobStore, name: str, owner: lifecycle.Owner, *, lease: float = 30.0,
+                 known: dict[str, Any] | None = None) -> None:
         self.store = store
+        self.job = known  # the version last written or read (a pool worker's claim): the next write's first guess
+        self.last_write = time.monotonic() if known is not None else 0.0
+        self._pending: tuple[str, float, dict[str, Any]] | None = None  # a step not written yet
+        self._extra: dict[str, Any] = {}  # fields for the next write
+        self._timer: threading.Timer | None = None
+        self.coalesce = False  # merge fast steps: set for small bundles, whose steps take milliseconds
         self.lease = lease
         self.name = name
         self.owner = owner
         self.task = ""
         self.lost: str | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._last = 0.0
         self._confirmed = time.monotonic()
 
@@ -48,7 +63,12 @@ class Reporter:
         """Apply a fenced transition; Cancelled when the job is no longer this worker's."""
         if self.lost:
             raise Cancelled(self.lost)
-        job, written = self.store.apply(self.name, transition, owner=self.owner, **facts)
+        with self._lock:
+            self._cancel_timer()
+            job, written = self.store.apply(self.name, transition, owner=self.owner, known=self.job, **facts)
+            if written:
+                self.job = job
+                self.last_write = time.monotonic()
         if job is None:
             self.lost = "the IngestJob was deleted"
         elif not written:
@@ -61,6 +81,8 @@ class Reporter:
     def claim(self, wait: float = CLAIM_WAIT_SECONDS) -> dict[str, Any]:
         """The job, once the operator has recorded this Pod as its owner (it does so right after
         creating the Pod); Cancelled if the job names someone else or ends meanwhile."""
+        if self.job is not None and lifecycle.Job.of(self.job).owned_by(self.owner):
+            return self.job  # claimed by this process (a pool worker): no need to read it again
         deadline = time.monotonic() + wait
         while True:
             raw = self.store.get(self.name)
@@ -69,6 +91,7 @@ class Reporter:
             job = lifecycle.Job.of(raw)
             if job.owned_by(self.owner):
                 self._confirmed = time.monotonic()
+                self.job = raw
                 return raw
             waiting = job.phase == jobs.PHASE_STAGED and not job.failed and job.attempts + 1 == self.owner.attempt
             if not waiting or time.monotonic() > deadline:
@@ -77,30 +100,91 @@ class Reporter:
             time.sleep(0.2)
 
     def write(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Extra fields (file ids, counts) for the job, at its current step."""
-        return self._move(lambda job, now, *, owner: fields if job.owned_by(owner) else None)
+        """Extra fields (file ids, counts) for the job, at its current step, now (with any pending step)."""
+        with self._lock:
+            task, percent, extra = self._take_pending()
+            if task:
+                return self._move(lifecycle.step, task=task, percent=percent, **{**extra, **fields})
+            change = {**extra, **fields}
+            return self._move(lambda job, now, *, owner: change if job.owned_by(owner) else None)
+
+    def note(self, fields: dict[str, Any]) -> None:
+        """Fields that travel with the next write, whenever that is."""
+        with self._lock:
+            self._extra.update(fields)
+
+    def _take_pending(self) -> tuple[str, float, dict[str, Any]]:
+        pending, self._pending = self._pending, None
+        extra, self._extra = self._extra, {}
+        if pending is None:
+            return "", 0.0, extra
+        return pending[0], pending[1], {**extra, **pending[2]}
 
     def check(self) -> dict[str, Any]:
         """Prove the job is still ours (a heartbeat write)."""
         return self._move(lifecycle.heartbeat)
 
     def step(self, task: str, percent: float, **extra: Any) -> None:
+        if self.lost:
+            raise Cancelled(self.lost)
         self.task = task
         with self._lock:
             self._last = time.monotonic()
-            self._move(lifecycle.step, task=task, percent=percent, **extra)
+            earlier = self._pending[2] if self._pending else {}
+            self._pending = (task, percent, {**earlier, **extra})
+            if not self.coalesce or time.monotonic() - self.last_write >= COALESCE_SECONDS:
+                self.flush()
+            elif self._timer is None:
+                delay = COALESCE_SECONDS - (time.monotonic() - self.last_write)
+                self._timer = threading.Timer(max(0.0, delay), self._flush_quietly)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        """Write the pending step (and fields), if any."""
+        with self._lock:
+            task, percent, extra = self._take_pending()
+            if task:
+                self._move(lifecycle.step, task=task, percent=percent, **extra)
+            elif extra:
+                self._extra = extra
+
+    def _flush_quietly(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self.lost is not None:
+                return
+            try:
+                self.flush()
+            except Exception:  # Cancelled is kept in self.lost; anything else waits for the next write
+                pass
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def close(self) -> None:
+        """Drop what is pending (the job ended or was lost): no timer writes after the worker is done."""
+        with self._lock:
+            self._cancel_timer()
+            self._pending, self._extra = None, {}
 
     def progress(self, percent: float, **extra: Any) -> None:
         """At most one write a second, from whichever upload thread is due; others skip."""
         if time.monotonic() - self._last < PROGRESS_INTERVAL or not self._lock.acquire(blocking=False):
             return
         try:
+            if time.monotonic() - self.last_write < PROGRESS_INTERVAL:
+                return  # a step was just written
             self._last = time.monotonic()
-            self._move(lifecycle.step, task=self.task, percent=min(percent, 99.9), **extra)
+            _, _, pending = self._take_pending()
+            self._move(lifecycle.step, task=self.task, percent=min(percent, 99.9), **{**pending, **extra})
         finally:
             self._lock.release()
 
     def committing(self) -> None:
+        self.flush()
         self._move(lifecycle.committing)
 
     def committed_anyway(self) -> None:
@@ -108,10 +192,14 @@ class Reporter:
         self.store.apply(self.name, lifecycle.committed_anyway)
 
     def failed(self, task: str, message: str, problems: list[dict[str, str]] | None = None) -> None:
-        self._move(lifecycle.bundle_failed, task=task, message=message, problems=problems or [])
+        with self._lock:
+            self._take_pending()  # the failure says where the job stands
+            self._move(lifecycle.bundle_failed, task=task, message=message, problems=problems or [])
 
     def succeeded(self, **extra: Any) -> None:
-        self._move(lifecycle.succeeded, **extra)
+        with self._lock:
+            _, _, pending = self._take_pending()
+            self._move(lifecycle.succeeded, **{**pending, **extra})
 
     def watch(self, stop: threading.Event) -> threading.Thread:
         """The watchdog: a heartbeat every LEASE/3 s; sets `stop` when the job is lost or unproven."""

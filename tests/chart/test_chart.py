@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 
 from ingest import config, jobs
-from ingest.operator.podspec import WORKER
+from ingest.operator.podspec import POOL_WORKER, WORKER
 from tests.chart.render import CHART, EVERYTHING_ON, REPO, Manifest, helm, named, of_kind, pod_specs, render
 
 VALUES = {"default": (), "everything-on": (EVERYTHING_ON,)}
@@ -209,3 +209,16 @@ def test_monitoring_objects_are_optional_and_ship_the_dashboard() -> None:
     dashboard = json.loads(named(manifests, "ConfigMap", "ingest-dashboard")["data"]["ingest.json"])
     assert dashboard["panels"] and named(manifests, "ConfigMap", "ingest-dashboard")["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert of_kind(manifests, "ServiceMonitor") and of_kind(manifests, "PodMonitor")
+
+
+def test_pool_workers_get_a_disruption_budget_from_two_up_and_no_ingress() -> None:
+    """The operator creates pool worker Pods; the chart limits their disruption and network by the
+    component label the operator gives them."""
+    selector = {"matchLabels": {jobs.COMPONENT_LABEL: POOL_WORKER}}
+    assert [pdb for pdb in of_kind(render(), "PodDisruptionBudget") if pdb["metadata"]["name"] == "ingest-pool"] == []
+    budget = named(render(settings={"pool.min": "3"}), "PodDisruptionBudget", "ingest-pool")
+    assert budget["spec"] == {"minAvailable": 2, "selector": selector}
+    policy = named(render(EVERYTHING_ON), "NetworkPolicy", "ingest-pool-worker")
+    assert policy["spec"]["podSelector"] == selector and policy["spec"]["ingress"] == []
+    pod_mode = render(EVERYTHING_ON, settings={"pool.mode": "pod", "pool.min": "3"})
+    assert not [item for item in pod_mode if item["metadata"]["name"] in ("ingest-pool", "ingest-pool-worker")]

@@ -29,6 +29,11 @@ TEST_SETTINGS = {
     "INGEST_MAX_MEMBERS": "5000",
     "INGEST_MAX_METADATA_BYTES": str(1024 * 1024),
     "INGEST_MAX_BODY_BYTES": str(32 * 1024 * 1024),
+    # Pool mode (the default): bundles up to 4 MiB go to the warm pool, the tests' 16-24 MiB
+    # bundles to worker Pods, so both paths run. INGEST_TEST_WORKER_MODE=pod runs the whole suite
+    # with one worker Pod per job, as before the pool existed.
+    "INGEST_WORKER_MODE": os.environ.get("INGEST_TEST_WORKER_MODE", "pool"),
+    "INGEST_POOL_MAX_BUNDLE_BYTES": str(4 * 1024 * 1024),
 }
 SHARED_BUCKET = "ingest-shared"  # INGEST_MOVE_S3_SOURCES lists its prefix `shared/`
 

@@ -40,7 +40,7 @@ def files_of(count: int, size: int, tag: str) -> dict[str, bytes]:
 
 def assert_all_files(s3: Minio, job_id: int, files: dict[str, bytes]) -> None:
     """Every file of the bundle is in the archive with its bytes, and nothing else of the job is."""
-    expected = {f"{job_id}/{path}" for path in files} | {f"{job_id}/metadata.json"}
+    expected = {f"{job_id}/{path}" for path in files} | {f"{job_id}.metadata.json"}
     assert set(archive_keys(s3, job_id)) == expected
     for path, data in files.items():
         stored = s3.get_object("ingest-archive", f"{job_id}/{path}").read()
@@ -169,7 +169,8 @@ def test_worker_pods_are_collected_succeeded_at_once_failed_kept(
     policy.denied.add("pods-kept")
     try:
         from tests.integration.test_operations import denied_bundle
-        failed = upload(api, denied_bundle("pods-kept"))["job_id"]
+        # Above INGEST_POOL_MAX_BUNDLE_BYTES of the test stack: a worker Pod of its own in pool mode too.
+        failed = upload(api, denied_bundle("pods-kept", padding=5 * 1024 * 1024))["job_id"]
         done = [upload(api, bundle({f"gc/{index}.txt": b"x" * index})[0])["job_id"] for index in range(20)]
         assert wait_complete(api, failed)["state"] == "FAILED"
         for job_id in done:

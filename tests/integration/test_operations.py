@@ -104,10 +104,13 @@ def test_an_upload_orphaned_by_a_dead_api_replica_fails(stack: Stack, api: httpx
     assert "stalled" in job["status"]["exception"] and "INGEST_UPLOAD_STALL_SECONDS" in job["status"]["exception"]
 
 
-def denied_bundle(project: str) -> bytes:
+def denied_bundle(project: str, *, padding: int = 0) -> bytes:
+    """A bundle the policy refuses for `project`; `padding` bytes in an unlisted member (ignored by
+    the ingest) make it large enough for a worker Pod of its own in pool mode."""
     metadata = [item if item["destinationTable"] != "Transactions.project" else {**item, "value": project} for item in TRANSACTION]
     metadata.append(files_entry("r.txt", "retry", b"retry me"))
-    return tar_bytes([("data/retry/r.txt", b"retry me"), ("metadata.txt", json.dumps(metadata).encode())])
+    extra = [("padding.bin", bytes(padding))] if padding else []
+    return tar_bytes([("data/retry/r.txt", b"retry me"), *extra, ("metadata.txt", json.dumps(metadata).encode())])
 
 
 @pytest.mark.parametrize("restart_operator", [False, True])
