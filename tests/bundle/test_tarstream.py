@@ -10,12 +10,12 @@ import os
 import random
 import tarfile
 import tracemalloc
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.scan import Repeated, synthetic_unit
 from ingest.bundle import BundleError, Limits, Member, MemberType, TarIndex, TarScanner
 from ingest.bundle.headers import tar_number as _tar_number
 from ingest.jobs import LOAD_METADATA, OPEN_TAR
@@ -515,45 +515,11 @@ def test_memory_is_independent_of_member_data() -> None:
     assert peak < 256 * 1024, peak
 
 
-def _synthetic_unit(count: int, member_size: int) -> bytes:
-    buf = io.BytesIO()
-    tar = tarfile.TarFile(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT)
-    data = bytes(member_size)
-    for n in range(count):
-        member = tarfile.TarInfo(f"data/run/f{n}.bin")
-        member.size = member_size
-        tar.addfile(member, io.BytesIO(data))
-    return buf.getvalue()  # no end marker: units are concatenated
-
-
-class _Repeated(io.RawIOBase):
-    """`unit` `repeats` times, then the end marker: the scanner's stream, for tarfile to read."""
-
-    def __init__(self, unit: bytes, repeats: int) -> None:
-        self.parts = [memoryview(unit)] * repeats + [memoryview(END)]
-        self.part = 0
-        self.offset = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.part == len(self.parts):
-            return 0
-        current = self.parts[self.part]
-        count = min(len(buffer), len(current) - self.offset)
-        buffer[:count] = current[self.offset:self.offset + count]
-        self.offset += count
-        if self.offset == len(current):
-            self.part, self.offset = self.part + 1, 0
-        return count
-
-
 @pytest.mark.parametrize(("member_size", "chunk"), [(1 << 20, 8 << 20), (4096, 1 << 20), (4096, 777)])
 def test_scan_of_a_long_stream_in_any_chunking_finds_every_member(member_size: int, chunk: int) -> None:
     """The same members as Python's own tar reader finds, whatever the chunk boundaries. (Its speed
     against that reader is a benchmark, `python -m benchmarks.scan`, never a timed assertion.)"""
-    unit = _synthetic_unit((2 << 20) // (member_size + 512), member_size)
+    unit = synthetic_unit((2 << 20) // (member_size + 512), member_size)
     repeats = 8
     view = memoryview(unit)
     scanner = TarScanner()
@@ -562,7 +528,7 @@ def test_scan_of_a_long_stream_in_any_chunking_finds_every_member(member_size: i
             scanner.feed(view[at : at + chunk])
     scanner.feed(END)
     index = scanner.finish()
-    with tarfile.open(fileobj=io.BufferedReader(_Repeated(unit, repeats), 1 << 20), mode="r|") as tar:
+    with tarfile.open(fileobj=io.BufferedReader(Repeated(unit, repeats), 1 << 20), mode="r|") as tar:
         sizes = [member.size for member in tar]
     assert [member.size for member in index.members] == sizes
 
