@@ -26,8 +26,13 @@ EVERYONE: Final = "*"
 @dataclasses.dataclass(frozen=True)
 class Caller:
     user: str | None
-    authenticated: bool  # the deployment authenticates requests (tokens or a proxy's header)
+    authenticated: bool  # the deployment authenticates requests (tokens, OIDC or a proxy's header)
     admin: bool
+
+    @property
+    def restricted(self) -> bool:
+        """Whether this caller reads only their own jobs."""
+        return self.authenticated and not self.admin
 
     def may_read(self, job: Mapping[str, Any]) -> bool:
         if not self.authenticated or self.admin:
@@ -36,7 +41,7 @@ class Caller:
 
 
 def caller_of(request: Request, settings: Settings) -> Caller:
-    authenticated = bool(settings.auth_tokens_file or settings.auth_header)
+    authenticated = bool(settings.auth_tokens_file or settings.auth_header or settings.auth_oidc_issuer)
     user = request.scope.get("ingest.user") if authenticated else None
     admin = EVERYONE in settings.admin_users or (user is not None and user in settings.admin_users)
     return Caller(user=user, authenticated=authenticated, admin=admin)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -37,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ingest import jobs, logs, metrics
+from ingest.api.caller import caller_of
 from ingest.kube import JobStore
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ class StateCache:
         self.store = store
         self.finished_limit = max(0, finished)
         self.documents: dict[int, Document] = {}
+        # Who submitted each job (spec.user), so get_state answers only what the caller may read.
+        self.users: dict[int, str | None] = {}
         self._versions: dict[int, str] = {}
         self._from_watch: set[int] = set()
         self._finished: collections.OrderedDict[int, None] = collections.OrderedDict()  # LRU
@@ -119,6 +123,8 @@ class StateCache:
                 self._from_watch.discard(job_id)
             self.documents[job_id] = document
             self._versions[job_id] = version
+            user = (job.get("spec") or {}).get("user")
+            self.users[job_id] = sys.intern(user) if isinstance(user, str) else None
             if document["complete"]:
                 self._finished[job_id] = None
                 self._finished.move_to_end(job_id)
@@ -134,6 +140,7 @@ class StateCache:
 
     def _forget(self, job_id: int) -> None:
         self.documents.pop(job_id, None)
+        self.users.pop(job_id, None)
         self._versions.pop(job_id, None)
         self._from_watch.discard(job_id)
         self._finished.pop(job_id, None)
@@ -244,6 +251,14 @@ class StateCache:
         return version
 
     # --- answering ---------------------------------------------------------------------------
+    async def owner(self, job_id: int) -> str | None:
+        """The user recorded in the job (spec.user); read directly if the cache let it go meanwhile."""
+        if job_id in self.users:
+            return self.users[job_id]
+        job = await asyncio.to_thread(self.store.get, jobs.job_name(job_id))
+        user = ((job or {}).get("spec") or {}).get("user")
+        return user if isinstance(user, str) else None
+
     async def lookup(self, job_id: int) -> Document | None:
         document = self.documents.get(job_id)
         if document is not None:
@@ -291,5 +306,10 @@ async def get_state(request: Request) -> JSONResponse:
     source = "cache" if cached else "kubernetes" if document is not None else "missing"
     metrics.GET_STATE_DURATION.labels(source).observe(time.perf_counter() - started)
     if document is None:
+        raise HTTPException(404, f"job ID {job_id} does not exist.")
+    caller = caller_of(request, request.app.state.services.settings)
+    if caller.restricted and not caller.may_read({"spec": {"user": await cache.owner(job_id)}}):
+        # Another user's job is answered exactly as a missing one: its id, state and exception
+        # (which may name that user's files) are not this caller's to read.
         raise HTTPException(404, f"job ID {job_id} does not exist.")
     return JSONResponse(document)

@@ -200,3 +200,19 @@ def test_a_source_changed_after_the_copy_is_left_with_an_event(api: httpx.Client
     events = wait_for(left_event, timeout=30, what="the SourceLeft event")
     assert "changed after it was copied" in events[0].message
     assert source.read_bytes() == data, "a source that changed must be left where it is"
+
+
+def test_get_state_answers_another_users_job_as_missing(replica: str) -> None:
+    """An answer never reveals what the caller may not read: bob's job id, state and exception
+    (which may name his files) are alice's only as a 404, word for word the one of a missing job."""
+    with client(replica, "bob") as bob, client(replica, "alice") as alice:
+        good, _ = bundle({"bob/private.txt": b"bob's"})
+        job = bob.post("/upload", content=good).json()["job_id"]
+        assert wait_complete(bob, job)["state"] == "OK"
+        assert bob.get("/get_state", params={"job_id": job}).status_code == 200
+        missing = alice.get("/get_state", params={"job_id": 10**15})
+        assert missing.status_code == 404
+        for answer in (alice.get("/get_state", params={"job_id": job}), alice.get(f"/get_state/{job}")):
+            assert answer.status_code == 404
+            assert answer.json()["message"] == missing.json()["message"].replace(str(10**15), str(job))
+            assert "private" not in answer.text and "OK" not in answer.text
