@@ -74,7 +74,8 @@ CONSOLE_PATHS: Final[dict[str, Any]] = {
         ),
         "parameters": [
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-            {"name": "continue", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}},
+            {"name": "continue", "in": "query", "description": "The token of the previous page; empty: the first page.",
+             "schema": {"type": "string", "pattern": "^[0-9]{0,18}$"}},
             {"name": "state", "in": "query", "schema": {"type": "string", "maxLength": 64, "examples": ["FAILED"]}},
             {"name": "incomplete", "in": "query", "schema": {"type": "boolean", "default": False}},
         ],

@@ -37,6 +37,11 @@ def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
     return b"".join(writer.tar(writer.FileData.of(name, data, mtime=MTIME) for name, data in members))
 
 
+# An unlisted member (ignored by the ingest) that lifts a bundle above the test stack's
+# INGEST_POOL_MAX_BUNDLE_BYTES (4 MiB), so it gets a worker Pod of its own in pool mode too.
+OWN_POD: tuple[tuple[str, bytes], ...] = (("padding.bin", bytes(5 * 1024 * 1024)),)
+
+
 def bundle(files: dict[str, bytes], *, metadata: Any = None, extra_members: Iterable[tuple[str, bytes]] = (),
            metadata_last: bool = True) -> tuple[bytes, list[dict[str, Any]]]:
     """A bundle of `files` ({"subdir/name": bytes}) with a correct metadata.txt unless one is given."""

@@ -22,7 +22,7 @@ import pytest
 
 from ingest.kube import api_client
 from ingest.local.launcher import Stack
-from tests.integration.bundles import bundle
+from tests.integration.bundles import OWN_POD, bundle
 from tests.integration.helpers import upload, wait_complete, wait_for
 
 pytestmark = pytest.mark.stack
@@ -127,8 +127,9 @@ def test_the_standby_takes_over_from_a_killed_operator(stack: Stack, api: httpx.
     assert new_holder.startswith(standby.name)
     assert took_over <= LEASE_SECONDS + 2, f"hand-over took {took_over:.1f} s (Lease {LEASE_SECONDS} s)"
 
-    # A job uploaded after the hand-over needs the new holder to start its worker.
-    body, _ = bundle({"failover/after.bin": os.urandom(64 * 1024)})
+    # A job uploaded after the hand-over needs the new holder to start its worker (a Pod of its
+    # own: in pool mode the warm workers would take a small one without the operator).
+    body, _ = bundle({"failover/after.bin": os.urandom(64 * 1024)}, extra_members=OWN_POD)
     job_ids.append(upload(api, body)["job_id"])
     for job_id in job_ids:
         document = wait_complete(api, job_id, timeout=180)

@@ -19,7 +19,7 @@ from minio import Minio
 from ingest import jobs
 from ingest.kube import JobStore, api_client
 from ingest.local.launcher import Stack
-from tests.integration.bundles import bundle
+from tests.integration.bundles import OWN_POD, bundle
 from tests.integration.helpers import archive_keys, big_bundle, upload, wait_complete, wait_for, worker_pids
 
 pytestmark = pytest.mark.stack
@@ -62,7 +62,7 @@ def test_a_worker_that_never_starts_fails_the_job(stack: Stack, api: httpx.Clien
     core.delete_namespaced_secret("ingest-s3", stack.namespace)
     try:
         with operator_settings(stack, INGEST_START_TIMEOUT_SECONDS="3"):
-            job_id = upload(api, bundle({"never.txt": b"n"})[0])["job_id"]
+            job_id = upload(api, bundle({"never.txt": b"n"}, extra_members=OWN_POD)[0])["job_id"]
             final = wait_complete(api, job_id, timeout=60)
     finally:
         core.create_namespaced_secret(stack.namespace, {"metadata": {"name": "ingest-s3"}, "data": secret.data})

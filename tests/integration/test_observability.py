@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ingest import logs
 from ingest.local.launcher import REPO, Stack, http_ok, stop_pid
 from ingest.local.objectstore import free_port
-from tests.integration.bundles import TRANSACTION, bundle, files_entry
+from tests.integration.bundles import OWN_POD, TRANSACTION, bundle, files_entry
 from tests.integration.helpers import upload, wait_complete
 
 pytestmark = pytest.mark.stack
@@ -66,9 +66,9 @@ def three_jobs(stack: Stack, api: httpx.Client, operator_metrics: str) -> dict[s
     api_before, _ = scrape(f"{stack.api_url}/metrics")
     operator_before, _ = scrape(operator_metrics)
     good_files = {"obs/a.txt": b"a" * 1000, "obs/b.txt": b"b" * 3000}
-    good, _ = bundle(good_files)
+    good, _ = bundle(good_files, extra_members=OWN_POD)  # a worker Pod of its own: its log is read below
     wrong = [*TRANSACTION, files_entry("c.txt", "obs", b"c" * 500, hashsum="0" * 40)]
-    bad, _ = bundle({"obs/c.txt": b"c" * 500}, metadata=wrong)
+    bad, _ = bundle({"obs/c.txt": b"c" * 500}, metadata=wrong, extra_members=OWN_POD)
     garbage = b"this is not a tar file " * 100
     ids = {"good": upload(api, good)["job_id"], "bad": upload(api, bad)["job_id"], "garbage": upload(api, garbage)["job_id"]}
     states = {kind: wait_complete(api, job_id) for kind, job_id in ids.items()}
