@@ -95,7 +95,7 @@ class VerifyingReader:
         want = remaining if size < 0 else min(size, remaining)
         data = self.source.read(want) if want > 0 else b""
         if len(data) < want:
-            data += self._read_fully(want - len(data))
+            data += self._read_fully(want - len(data), arrived=len(data))
         self.hash.update(data)
         self.count += len(data)
         self.on_bytes(len(data))
@@ -103,12 +103,14 @@ class VerifyingReader:
             self.verify()
         return data
 
-    def _read_fully(self, missing: int) -> bytes:
+    def _read_fully(self, missing: int, *, arrived: int) -> bytes:
+        """The rest of a read that came short; `arrived` bytes of it came already (they count)."""
         parts = []
         while missing > 0:
             data = self.source.read(missing)
             if not data:
-                raise self._problem("short-read", f"the source ended after {self.count} of {self.copy.size} bytes")
+                ended = self.count + arrived + sum(map(len, parts))
+                raise self._problem("short-read", f"the source ended after {ended} of {self.copy.size} bytes")
             parts.append(data)
             missing -= len(data)
         return b"".join(parts)
