@@ -105,7 +105,7 @@ class VerifyingReader:
 
     def _read_fully(self, missing: int, *, arrived: int) -> bytes:
         """The rest of a read that came short; `arrived` bytes of it came already (they count)."""
-        parts = []
+        parts: list[bytes] = []
         while missing > 0:
             data = self.source.read(missing)
             if not data:
