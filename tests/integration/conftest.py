@@ -31,7 +31,8 @@ TEST_SETTINGS = {
     "INGEST_MAX_BODY_BYTES": str(32 * 1024 * 1024),
     # Pool mode (the default): bundles up to 4 MiB go to the warm pool, the tests' 16-24 MiB
     # bundles to worker Pods, so both paths run. INGEST_TEST_WORKER_MODE=pod runs the whole suite
-    # with one worker Pod per job, as before the pool existed.
+    # with one worker Pod per job, as before the pool existed (with `-m 'not pool'`: the pool's own
+    # tests need the pool).
     "INGEST_WORKER_MODE": os.environ.get("INGEST_TEST_WORKER_MODE", "pool"),
     "INGEST_POOL_MAX_BUNDLE_BYTES": str(4 * 1024 * 1024),
 }

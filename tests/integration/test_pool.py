@@ -22,8 +22,7 @@ from ingest.kube import JobStore
 from tests.integration.bundles import bundle
 from tests.integration.helpers import archive_keys, upload, wait_complete, wait_for
 
-pytestmark = [pytest.mark.stack, pytest.mark.skipif(
-    os.environ.get("INGEST_TEST_WORKER_MODE", "pool") != "pool", reason="the stack runs one worker Pod per job (pod mode)")]
+pytestmark = [pytest.mark.stack, pytest.mark.pool]
 POOL_LABEL = "ingest.pacifica.org/pool"
 
 
