@@ -37,8 +37,9 @@ lint: $(STAMP)
 test: objectstore browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The pure logic only: no local stack, no server processes (the `processes` marker, tests/conftest.py).
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -m 'not stack' $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m 'not stack and not processes' $(PYTEST_ARGS)
 
 bench: objectstore
 	$(BIN)/python -m benchmarks

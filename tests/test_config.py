@@ -27,6 +27,7 @@ def test_the_defaults_keep_the_document_out_of_the_files_key_space() -> None:
     assert templates == ("{job_id}/{subdir}/{name}", "{job_id}.metadata.json")
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("component", ["ingest.api", "ingest.operator", "ingest.worker"])
 def test_a_component_refuses_to_start(component: str) -> None:
     env = dict(os.environ, INGEST_ARCHIVE_KEY_TEMPLATE="{subdir}/{name}")

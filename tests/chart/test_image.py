@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from ingest.config import Settings
 from ingest.operator.podspec import worker_pod
 from tests.chart.render import REPO, pod_specs, render
@@ -41,6 +43,7 @@ def test_every_container_command_is_an_entry_point() -> None:
         assert command[:2] == ["python", "-m"] and command[2] in ENTRY_POINTS, command
 
 
+@pytest.mark.processes
 def test_every_entry_point_starts_in_the_venv() -> None:
     """Importing `X.__main__` runs every import the process needs; `main` is what `-m` calls."""
     for module in sorted(ENTRY_POINTS):

@@ -20,9 +20,11 @@ from minio.error import S3Error
 
 from ingest.local.objectstore import GIB, ObjectStore, external_endpoint, free_port
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("apt-get") is None or shutil.which("dpkg") is None, reason="needs Debian's apt-get and dpkg"
-)
+pytestmark = [
+    pytest.mark.processes,
+    pytest.mark.skipif(shutil.which("apt-get") is None or shutil.which("dpkg") is None,
+                       reason="needs Debian's apt-get and dpkg"),
+]
 
 MIB = 1024 * 1024
 BIG_SIZE = 100 * MIB
