@@ -3,19 +3,13 @@
 `ingest bundle DIR -o bundle.tar` and `ingest upload DIR` both use one generator (`BundleStream`),
 so what `upload` sends is byte for byte what `bundle` writes.
 
-The bundle is the one pacifica-uploader's `Bundler` writes for the same files, byte for byte:
-a PAX tar of `data/<relative path>` members (mode 0644, owner 0, the file's mtime) in sorted path
-order, then `metadata.txt` last (mtime 0), then the end marker padded to tar's 10 KiB record.
-Files entries carry the bundler's fields in its order, with `subdir` the relative directory
-("" at the top) and `ctime` equal to `mtime` (the bundler's choice: a file's real ctime changes
-on every chmod, so it would make the same tree give different bundles).
-
-One pass over the data: each file is hashed while its bytes stream out, and metadata.txt, which
-needs the sums, comes last anyway. The total size is still known before the first byte: a hash
-sum has a fixed length per hash type, so metadata.txt is measured with placeholder sums. That
-gives the request a Content-Length, so the service can refuse a bundle that is too big (413)
-at once instead of after the upload. The same tree gives the same bytes again, which is what
-lets a resumable upload of a directory skip what the service already has (`skip_bytes`).
+The tar itself is `ingest.bundle.writer`'s, the project's one bundle writer (pacifica-uploader's
+bytes, its size known before the first byte); this module is the part that touches the disk: it
+lists the tree (`data/<relative path>` members in sorted path order, links and special files
+skipped) and reads each file for the writer. The total size gives the request a Content-Length,
+so the service can refuse a bundle that is too big (413) at once instead of after the upload. The
+same tree gives the same bytes again, which is what lets a resumable upload of a directory skip
+what the service already has (`skip_bytes`).
 
 A file that changes while it is read (size or mtime differ from the listing) stops the stream
 before metadata.txt is written: the service then never gets a complete bundle, and the upload's
@@ -24,22 +18,16 @@ job fails as broken off, never with a wrong file in the archive.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
-import mimetypes
 import os
 import stat
-import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ingest.bundle import DEFAULT_HASHTYPE, METADATA_NAME, BundleError, entry_path, hasher
+from ingest.bundle import DEFAULT_HASHTYPE, BundleError, entry_path, writer
 from ingest.cli.errors import ClientError, UsageError
 
 CHUNK: Final = 1024 * 1024
-BLOCK: Final = tarfile.BLOCKSIZE
-RECORD: Final = tarfile.RECORDSIZE
 
 Warn = Callable[[str], None]
 
@@ -141,39 +129,11 @@ def transaction_items(*, submitter: str | None, project: str | None, instrument:
     return items
 
 
-def files_item(source: SourceFile, *, hashtype: str, hashsum: str) -> dict[str, Any]:
-    """A Files entry, with pacifica-uploader's fields in its order."""
-    subdir, _, name = source.relative.rpartition("/")
-    moment = datetime.datetime.fromtimestamp(source.mtime, datetime.UTC).replace(tzinfo=None).isoformat()
-    return {
-        "destinationTable": "Files",
-        "name": name,
-        "subdir": subdir,
-        "size": source.size,
-        "hashtype": hashtype,
-        "hashsum": hashsum,
-        "mimetype": mimetypes.guess_type(source.member, strict=True)[0] or "application/octet-stream",
-        "ctime": moment,
-        "mtime": moment,
-    }
-
-
-def tar_header(name: str, *, size: int, mtime: int) -> bytes:
-    """A regular file's header blocks (with a PAX header for a long or non-ASCII name)."""
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = mtime
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-
-
-def padding(size: int) -> int:
-    return -size % BLOCK
-
-
 class BundleStream:
     """The bytes of a bundle of `files`, generated in one pass; `size` is known before it starts.
 
     Iterate it once. Each file is read in chunks and hashed as it goes; metadata.txt follows.
+    The bytes come in chunks of about `CHUNK` (one write per chunk, not per tar header).
     """
 
     def __init__(self, files: Sequence[SourceFile], *, transaction: Sequence[dict[str, Any]],
@@ -181,54 +141,27 @@ class BundleStream:
         self.files = tuple(files)
         self.transaction = list(transaction)
         self.hashtype = hashtype
-        self._new_hash = hasher(hashtype)
         self._started = False
-        placeholder = "0" * len(self._new_hash().hexdigest())  # every sum of this type is this long
-        self._metadata_size = metadata_size = len(self.metadata_bytes([placeholder] * len(self.files)))
-        members = sum(len(self._header(source)) + source.size + padding(source.size) for source in self.files)
-        members += len(tar_header(METADATA_NAME, size=metadata_size, mtime=0)) + metadata_size + padding(metadata_size)
-        end = members + 2 * BLOCK
-        self.size = end + -end % RECORD
+        self.size = writer.bundle_size(self._file_data(read=False), transaction=self.transaction,
+                                       hashtype=hashtype)
+
+    def _file_data(self, *, read: bool) -> list[writer.FileData]:
+        # `file_chunks` opens nothing until the writer iterates it, one file at a time.
+        return [writer.FileData(source.member, source.size, source.mtime, file_chunks(source) if read else ())
+                for source in self.files]
 
     def metadata_bytes(self, hashsums: Sequence[str]) -> bytes:
-        """metadata.txt, encoded as pacifica-uploader encodes it (`json.dumps` defaults)."""
-        items = self.transaction + [
-            files_item(source, hashtype=self.hashtype, hashsum=hashsum) for source, hashsum in zip(self.files, hashsums)
-        ]
-        return json.dumps(items).encode("utf-8")
-
-    def _header(self, source: SourceFile) -> bytes:
-        return tar_header(source.member, size=source.size, mtime=source.mtime)
+        """metadata.txt for these files with these sums, as the writer encodes it."""
+        entries = (writer.files_entry(source.member, size=source.size, mtime=source.mtime, hashtype=self.hashtype,
+                                      hashsum=hashsum) for source, hashsum in zip(self.files, hashsums))
+        return writer.metadata_bytes(self.transaction, entries)
 
     def __iter__(self) -> Iterator[bytes]:
         if self._started:
             raise RuntimeError("a BundleStream is single-use")
         self._started = True
-        return coalesce(self._pieces(), CHUNK)
-
-    def _pieces(self) -> Iterator[bytes]:
-        emitted = 0
-        hashsums: list[str] = []
-        for source in self.files:
-            digest = self._new_hash()
-            header = self._header(source)
-            emitted += len(header)
-            yield header
-            for chunk in file_chunks(source):
-                digest.update(chunk)
-                emitted += len(chunk)
-                yield chunk
-            tail = bytes(padding(source.size))
-            emitted += len(tail)
-            yield tail
-            hashsums.append(digest.hexdigest())
-        metadata = self.metadata_bytes(hashsums)
-        if len(metadata) != self._metadata_size:  # the Content-Length already sent depends on it
-            raise RuntimeError(f"metadata.txt is {len(metadata)} bytes, {self._metadata_size} were announced")
-        for piece in (tar_header(METADATA_NAME, size=len(metadata), mtime=0), metadata, bytes(padding(len(metadata)))):
-            emitted += len(piece)
-            yield piece
-        yield bytes(self.size - emitted)  # the end marker and the record padding
+        pieces = writer.bundle(self._file_data(read=True), transaction=self.transaction, hashtype=self.hashtype)
+        return writer.coalesce(pieces, CHUNK)
 
 
 def file_chunks(source: SourceFile) -> Iterator[bytes]:
@@ -256,21 +189,6 @@ def file_chunks(source: SourceFile) -> Iterator[bytes]:
         after = os.fstat(descriptor)
         if left or handle.read(1) or (after.st_size, after.st_mtime_ns) != (source.size, source.mtime_ns):
             raise ClientError(f"{source.path} changed while it was being read; the bundle was abandoned. Try again.")
-
-
-def coalesce(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Pieces joined into chunks of about `size` bytes: one write per chunk, not per tar header."""
-    buffer = bytearray()
-    for piece in pieces:
-        if not buffer and len(piece) >= size:
-            yield piece
-            continue
-        buffer += piece
-        if len(buffer) >= size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
 
 
 def read_file(path: Path, offset: int = 0) -> Iterator[bytes]:
