@@ -8,6 +8,7 @@ with its member (`match`), reads and hashes the members (`digests.hasher`), stor
 """
 from .digests import ALGORITHMS, DEFAULT_HASHTYPE, hasher, normalise_hashsum, normalise_hashtype
 from .errors import BUNDLE_TASKS, BundleError, Problem, summary
+from .index import METADATA_NAME, Member, MemberType, TarIndex
 from .limits import DEFAULT_LIMITS, Limits
 from .memberhash import PREHASH_MIN_SIZE, MemberHasher
 from .metadata import FileEntry, Manifest, final_document, parse_metadata, parse_move_document
@@ -22,7 +23,7 @@ from .names import (
     normalise_member_name,
 )
 from .plan import VALIDATE_VERB, VERIFY_VERB, archive_keys, match, pair_members, plan_keys
-from .tarstream import METADATA_NAME, Member, MemberType, TarIndex, TarScanner
+from .tarstream import TarScanner
 
 __all__ = [
     "ALGORITHMS",

@@ -1,7 +1,8 @@
 """The fields of a tar header block and the records of PAX extension headers, decoded.
 
 `tarstream` frames members with these; each helper reads one field the way `tarfile` does
-(NUL/space-terminated octal, GNU base-256, PAX `"<length> <key>=<value>\\n"` records), and says
+(NUL/space-terminated octal, GNU base-256, PAX `"<length> <key>=<value>\\n"` records, the checksum
+both unsigned and in the historic signed variant, which member types carry data), and says
 clearly, as an `open tar` BundleError, when a field that frames the archive is malformed. Names are
 decoded leniently (`decode_name`): what cannot be UTF-8 is kept with `\\xNN` escapes, because a
 member no Files entry lists must never fail a bundle.
@@ -9,13 +10,38 @@ member no Files entry lists must never fail a bundle.
 from __future__ import annotations
 
 import re
+import struct
 from typing import Any, Final
 
 from ingest.jobs import OPEN_TAR
 
 from .errors import BundleError
+from .index import MemberType
 
 BLOCK: Final = 512
+PAX_TYPES: Final = frozenset({b"x", b"X"})  # X: the Solaris spelling tarfile also accepts
+GLOBAL_TYPE: Final = b"g"
+LONGNAME_TYPE: Final = b"L"
+LONGLINK_TYPE: Final = b"K"
+SPARSE_TYPE: Final = b"S"
+_POSIX_MAGIC: Final = b"ustar\x00"
+_TYPEFLAGS: Final[dict[bytes, MemberType]] = {
+    b"0": MemberType.FILE,
+    b"\x00": MemberType.FILE,
+    b"7": MemberType.FILE,  # contiguous file: a regular file to every reader we know
+    b"1": MemberType.HARDLINK,
+    b"2": MemberType.SYMLINK,
+    b"3": MemberType.CHARDEV,
+    b"4": MemberType.BLOCKDEV,
+    b"5": MemberType.DIR,
+    b"6": MemberType.FIFO,
+}
+# tarfile's rule: the size field of these types does not announce data blocks.
+NO_DATA: Final = frozenset(
+    {MemberType.HARDLINK, MemberType.SYMLINK, MemberType.CHARDEV, MemberType.BLOCKDEV, MemberType.DIR, MemberType.FIFO}
+)
+_SIGNED_HEAD: Final = struct.Struct("148b")
+_SIGNED_TAIL: Final = struct.Struct("356b")
 _OCTAL: Final = re.compile(rb"[0-7]+")
 _PAX_LENGTH: Final = re.compile(rb"([1-9][0-9]{0,8}) ")
 _PAX_MTIME: Final = re.compile(r"-?[0-9]{1,20}(\.[0-9]{0,20})?")
@@ -59,6 +85,34 @@ def tar_number(field: bytes) -> int | None:
     if lead == 0xFF:
         return int.from_bytes(field[1:], "big") - (1 << (8 * (len(field) - 1)))
     return octal(field)
+
+
+def checksum_ok(block: bytes) -> bool:
+    """Whether the header block's checksum holds, as tarfile checks it (unsigned, or signed)."""
+    field = block[148:156]
+    stored = octal(field)
+    # The checksum field itself counts as eight spaces (8 * 0x20 = 256).
+    if stored == sum(block) - sum(field) + 256:
+        return True
+    signed = sum(_SIGNED_HEAD.unpack(block[:148])) + sum(_SIGNED_TAIL.unpack(block[156:])) + 256
+    return stored is not None and stored == signed
+
+
+def header_name(block: bytes) -> str:
+    """The name in the header block itself (ustar's prefix joined), for a member without PAX/GNU names."""
+    raw = nts(block[0:100])
+    if block[257:263] == _POSIX_MAGIC and block[345] != 0:
+        raw = nts(block[345:500]) + b"/" + raw
+    return decode_name(raw)
+
+
+def member_type(typeflag: bytes, name: str, *, sparse: bool) -> MemberType:
+    """What a header's typeflag makes the member, as tarfile reads it."""
+    if typeflag == SPARSE_TYPE or sparse:
+        return MemberType.SPARSE
+    if typeflag == b"\x00" and name.endswith("/"):
+        return MemberType.DIR  # old v7 tars mark directories by a trailing slash only
+    return _TYPEFLAGS.get(typeflag, MemberType.OTHER)
 
 
 def decode_name(raw: bytes) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Final, Sequence
 
-from .tarstream import Member, MemberType
+from .index import Member, MemberType
 
 #: Members at least this large are hashed (smaller ones are cheaper to read back in batches).
 PREHASH_MIN_SIZE: Final = 1024 * 1024 + 1

@@ -74,6 +74,15 @@ def normalise_member_name(raw: str) -> str:
     return joined or "."
 
 
+def opaque_member_name(name: str, *, max_bytes: int) -> str:
+    """A member name fit for the index: a NUL escaped, an overlong name cut and marked (never matched)."""
+    if "\x00" in name:
+        name = name.replace("\x00", "\\x00")
+    if len(name) > max_bytes // 4 and len(name.encode("utf-8", "surrogatepass")) > max_bytes:
+        name = name[: max_bytes // 4] + f"\\...(a name of {len(name.encode('utf-8', 'surrogatepass'))} bytes)"
+    return name
+
+
 def check_name_limits(name: str, *, limits: Limits, what: str, task: str) -> None:
     """Refuse a name whose UTF-8 form or one of whose segments is too long."""
     encoded = name.encode("utf-8", "surrogatepass")

@@ -30,9 +30,9 @@ from typing import Iterable, Mapping, Sequence
 from ingest.jobs import INGEST_FILES, LOAD_METADATA
 
 from .errors import DEFAULT_MAX_LISTED, BundleError, Problem
+from .index import Member, MemberType, TarIndex
 from .metadata import FileEntry, Manifest
 from .names import DEFAULT_KEY_TEMPLATE, MAX_KEY_BYTES, check_key_template, key_length, path_parts
-from .tarstream import Member, MemberType, TarIndex
 
 VERIFY_VERB = "failed verification"
 VALIDATE_VERB = "failed validation"

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 from .digests import DEFAULT_HASHTYPE, hasher
-from .tarstream import METADATA_NAME
+from .index import METADATA_NAME
 
 BLOCK: Final = tarfile.BLOCKSIZE
 RECORD: Final = tarfile.RECORDSIZE

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ingest.bundle.tarstream import Member, MemberType, TarIndex
+from ingest.bundle.index import Member, MemberType, TarIndex
 
 
 @pytest.mark.parametrize("metadata, members", [(None, 0), (b"", 1), (os.urandom(7 * 1024 * 1024 + 1), 20000)])
