@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ingest.cli.bundling import read_file
+from ingest.cli.progress import Progress
 from ingest.cli.resumable import TUS_CHUNK, TusUpload
-from ingest.cli.service import Progress, Service
+from ingest.cli.service import Service
 
 MB = 1_000_000
 

@@ -100,7 +100,7 @@ def fail(services: Services, job_id: int, task: str, message: str, **extra: obje
     return job or {}
 
 
-class Progress:
+class UploadHeartbeat:
     """Throttled `uploadedBytes` reports, so the operator can tell a slow upload from a dead one."""
 
     def __init__(self, services: Services, job_id: int) -> None:
@@ -207,7 +207,7 @@ async def stage(request: Request, reservation: Reservation) -> Response:
             part_size=part_size, parallel=2)),
         f"stage-{job_id}",
     )
-    progress = Progress(services, job_id)
+    heartbeat = UploadHeartbeat(services, job_id)
     received = 0
     bundle_error: BundleError | None = None
     try:
@@ -224,7 +224,7 @@ async def stage(request: Request, reservation: Reservation) -> Response:
                 else:
                     reserve_members(scanner, reservation, accounted)
                     await pipe.write(chunk)
-            progress.report(received)
+            heartbeat.report(received)
         if expected is not None and received != expected:
             raise BodyError(400, f"the upload broke off after {received} of {expected} bytes")
         if bundle_error is None:
@@ -238,13 +238,13 @@ async def stage(request: Request, reservation: Reservation) -> Response:
             log.exception("job %s: staging failed", job_id)
             error = BodyError(503, f"the object store did not take the bundle ({received} bytes received): {error}")
         pipe.abort(error)
-        await asyncio.gather(writer, progress.settle(), return_exceptions=True)
+        await asyncio.gather(writer, heartbeat.settle(), return_exceptions=True)
         await asyncio.to_thread(fail, services, job_id, jobs.UPLOADING, error.message, uploadedBytes=received)
         log.warning("job %s: %s", job_id, error.message)
         observe_upload("failed", received, started)
         return error_response(error.status, f"job {job_id} failed: {error.message}", retry_later(error.status))
 
-    await progress.settle()
+    await heartbeat.settle()
     if bundle_error is not None:
         await asyncio.gather(writer, return_exceptions=True)
         job = await asyncio.to_thread(fail, services, job_id, bundle_error.task, bundle_error.message, uploadedBytes=received)

@@ -21,8 +21,9 @@ from ingest import jobs
 from ingest.bundle import ALGORITHMS, DEFAULT_HASHTYPE
 from ingest.cli.bundling import CHUNK, BundleStream, Warn, read_file, scan_tree, skip_bytes, transaction_items
 from ingest.cli.errors import ClientError, UsageError
+from ingest.cli.progress import Progress
 from ingest.cli.resumable import RESUMABLE_THRESHOLD, TUS_CHUNK, upload_resumably
-from ingest.cli.service import Progress, Service, complete, wait_complete
+from ingest.cli.service import Service, complete, wait_complete
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1

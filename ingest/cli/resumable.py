@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TextIO
 
 from ingest.cli.errors import ClientError
-from ingest.cli.service import Progress, Service, ServiceError, human
+from ingest.cli.progress import Progress, human
+from ingest.cli.service import Service, ServiceError
 
 RESUMABLE_THRESHOLD: Final = 64 * 1024 * 1024  # `ingest upload` sends bundles this large or larger through tus
 TUS_CHUNK: Final = 1024 * 1024 * 1024  # bytes per PATCH: streamed, so only a bound on what a dying replica loses

@@ -1,4 +1,4 @@
-"""The ingest service as the client sees it: uploads, state polls, and the progress line.
+"""The ingest service as the client sees it: uploads and state polls.
 
 Only the standard library talks HTTP (`http.client`): httpx is a test dependency, not a runtime
 one, and the client installs nothing else.
@@ -15,75 +15,11 @@ from typing import Any, Final, TextIO
 
 from ingest import jobs
 from ingest.cli.errors import ClientError, UsageError
+from ingest.cli.progress import Progress, StatusLine, human
 
 IO_TIMEOUT: Final = 120.0  # seconds one socket read or write may take
 POLL_INTERVAL: Final = 1.0  # pacifica-uploader polls once a second
 POLL_FAILURES: Final = 30  # consecutive failed polls (about 30 s) before --wait gives up
-
-
-# -- progress --------------------------------------------------------------------------------------
-
-
-def human(count: float) -> str:
-    """Bytes in binary units: 512 B, 1.5 KiB, 12.0 MiB."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if count < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
-
-
-class Progress:
-    """Bytes done of a total, on stderr: redrawn in place on a terminal, a line now and then otherwise.
-
-    A log (CI, `2> file`) gets one line every `every` seconds and a final line, not a carriage
-    return per chunk. `clock` is injectable so the output can be tested without waiting.
-    """
-
-    def __init__(self, total: int | None, *, verb: str, stream: TextIO | None,
-                 tty: bool | None = None, every: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.total = total
-        self.verb = verb
-        self.stream = stream
-        self.tty = bool(tty if tty is not None else stream is not None and stream.isatty())
-        self.every = every if every is not None else (0.1 if self.tty else 10.0)
-        self.clock = clock
-        self.done = 0
-        self.started = clock()
-        self.shown = self.started
-        self.width = 0
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        now = self.clock()
-        if now - self.shown >= self.every:
-            self.shown = now
-            self._show(self.line(now))
-
-    def finish(self) -> None:
-        now = self.clock()
-        self._show(self.line(now) + f" in {now - self.started:.1f} s")
-        if self.stream is not None and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def line(self, now: float) -> str:
-        rate = self.done / max(now - self.started, 1e-6)
-        if self.total is None:
-            return f"{self.verb} {human(self.done)} at {human(rate)}/s"
-        percent = 100 * self.done // self.total if self.total else 100
-        return f"{self.verb} {human(self.done)} of {human(self.total)} ({percent}%) at {human(rate)}/s"
-
-    def _show(self, text: str) -> None:
-        if self.stream is None:
-            return
-        if self.tty:
-            self.stream.write("\r" + text.ljust(self.width))
-            self.width = len(text)
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
 
 
 # -- the service -----------------------------------------------------------------------------------
@@ -205,7 +141,7 @@ def wait_complete(service: Service, job_id: int, *, timeout: float | None, strea
     A poll that fails (the API restarting, a network blip) is retried for about
     `POLL_FAILURES` polls before giving up: the job goes on without us either way.
     """
-    tty = bool(tty if tty is not None else stream is not None and stream.isatty())
+    status = StatusLine(stream, tty=tty)
     deadline = None if timeout is None else clock() + timeout
     failures = 0
     last = ""
@@ -221,13 +157,11 @@ def wait_complete(service: Service, job_id: int, *, timeout: float | None, strea
                 raise ClientError(f"gave up waiting for job {job_id} after {failures} failed polls: {error}") from None
         else:
             line = f"job {job_id}: {document.get('state')} {document.get('task')} {document.get('task_percent')}%"
-            if stream is not None and line != last:
-                stream.write(f"\r{line.ljust(len(last))}" if tty else f"{line}\n")
-                stream.flush()
+            if line != last:
+                status.show(line)
             last = line
             if complete(document):
-                if stream is not None and tty:
-                    stream.write("\n")
+                status.close()
                 return document
         if deadline is not None and clock() >= deadline:
             raise ClientError(f"job {job_id} is not complete after {timeout:g} s ({last or 'no answer'}); it goes on on the service")

@@ -69,8 +69,8 @@ def prehashed(index: TarIndex, entry: Any, member: Member, bucket: str, key: str
     return {"server_copy": (bucket, key), "verified_range": (member.data_offset, member.size)}
 
 
-class Progress:
-    """Bytes done across parallel copies, reported as the step's percent."""
+class CopiedBytes:
+    """A count of the bytes copied by parallel copies, reported as the step's percent."""
 
     def __init__(self, reporter: Reporter, total: int) -> None:
         self.reporter = reporter
@@ -201,10 +201,10 @@ class Worker:
     def copy(self, batches: list[Batch], task: str, total: int, *, known: list[Problem] | None = None,
              files: int | None = None) -> None:
         """Copy and verify every file; fail the step with every problem found (`known` ones too)."""
-        progress = Progress(self.reporter, total)
+        copied = CopiedBytes(self.reporter, total)
         findings = Findings(known or (), on_refused_key=lambda key: self.unplan(self.job_id, key))
         copy_all(self.storage, batches, task=task, concurrency=self.settings.upload_concurrency,
-                 on_bytes=progress.add, stop=self.stop, findings=findings)
+                 on_bytes=copied.add, stop=self.stop, findings=findings)
         if findings.problems:
             count = files if files is not None else sum(len(batch.copies) for batch in batches)
             raise BundleError.of_files(task, findings.problems, total=count, verb=VERIFY_VERB,

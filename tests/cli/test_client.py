@@ -25,7 +25,8 @@ from ingest.cli import service
 from ingest.cli.bundling import BundleStream, scan_tree, transaction_items
 from ingest.cli.client import main
 from ingest.cli.errors import ClientError
-from ingest.cli.service import Progress, Service, wait_complete
+from ingest.cli.progress import Progress
+from ingest.cli.service import Service, wait_complete
 
 MTIME = 1_700_000_000
 TREE = {
@@ -372,6 +373,14 @@ def test_waiting_shows_each_new_task_and_percent(server: Recorder) -> None:
     assert final["complete"] is True and len(server.polls) == 4
     assert out.getvalue().splitlines() == [
         "job 7: OK open tar 100.0%", "job 7: OK ingest files 40.0%", "job 7: OK ingest metadata 100.0%"]
+
+
+def test_waiting_on_a_terminal_redraws_one_line_like_the_byte_progress(server: Recorder) -> None:
+    server.states = [state(task="ingest files", percent="40.0"),
+                     state(task="ingest metadata", percent="100.0", complete=True)]
+    out = io.StringIO()
+    wait_complete(Service(server.url), 7, timeout=None, stream=out, tty=True, interval=0)
+    assert out.getvalue() == "\rjob 7: OK ingest files 40.0%\rjob 7: OK ingest metadata 100.0%\n"
 
 
 def dead_url() -> str:
