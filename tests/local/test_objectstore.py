@@ -1,4 +1,4 @@
-"""The local S3 server (Ceph RGW, see ingest/local/objectstore.py) through the minio SDK."""
+"""The local S3 server (Ceph RGW, see ingest/local/objectstore/) through the minio SDK."""
 
 from __future__ import annotations
 

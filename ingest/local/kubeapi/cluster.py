@@ -7,6 +7,9 @@ resources); ``generation`` moves only when the spec does; custom objects are pru
 validated against their schema; finalizers hold a deletion open (``deletionTimestamp``) until the
 last one is removed, after which owner references are garbage-collected in the background.
 
+What one object must look like to be admitted is in ``admission.py``, how lists are paged in
+``listing.py``; this module is what a write does to the store and what follows from it.
+
 The HTTP layer (``server.py``) parses requests and calls these methods; everything here raises
 :class:`~.errors.ApiError` and returns plain dicts. Stored objects are never mutated: each write
 builds a new top-level dict and a new ``metadata`` and shares the rest with the previous version.
@@ -14,29 +17,20 @@ builds a new top-level dict and a new ``metadata`` and shares the rest with the 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import random
-import re
 import uuid
 from typing import Any
 
-from . import continuation, errors, patching, schema, selectors
+from . import admission, errors, listing, patching, selectors
 from .errors import ApiError, Cause
 from .resources import CRD_GROUP, Registry, Resource
 from .store import Body, Store
 
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # Kinds whose DELETE answers with the deleted object (the rest answer with a Status).
 RETURN_DELETED = frozenset({"pods", "services"})
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-Warnings = list[str]
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _success(res: Resource, obj: Body) -> Body:
@@ -46,11 +40,9 @@ def _success(res: Resource, obj: Body) -> Body:
                         "uid": meta.get("uid")}}
 
 
-def _without(obj: Body, *keys: str) -> Body:
-    return {k: v for k, v in obj.items() if k not in keys}
-
-
 class Cluster:
+    """The verbs over one store: create, update, patch, delete, and the deletions they cause."""
+
     def __init__(self, store: Store, registry: Registry) -> None:
         self.store = store
         self.registry = registry
@@ -98,69 +90,18 @@ class Cluster:
             raise errors.not_found(res.plural, res.group, name)
         return obj
 
-    def list(self, res: Resource, ns: str | None, *, label_selector: str | None = None,
-             field_selector: str | None = None, limit: int = 0,
-             continue_token: str | None = None, resource_version: str | None = None,
-             resource_version_match: str | None = None) -> Body:
-        """One page of a list, as a real server pages it (``limit`` + ``continue``).
-
-        Every page of one list shows the objects as they were at the first page's version (the
-        token carries it, with the last key served); a token whose version fell out of the
-        compaction window is 410 Expired. ``remainingItemCount`` is given when no selector is
-        set, exactly as the real server does (it cannot count matches without reading them).
-        """
-        if limit < 0:
-            raise errors.bad_request("limit must not be negative")
-        match = self.matcher(res, label_selector, field_selector)
-        filtered = bool(label_selector or field_selector)
-        rv = self.store.rv
-        after: tuple[str, str] | None = None
-        if continue_token:
-            if resource_version:
-                raise errors.bad_request(
-                    "specifying resource version is not allowed when using continue")
-            rv, after = continuation.decode(continue_token, current=self.store.rv)
-        elif resource_version_match == "Exact":
-            try:
-                rv = int(resource_version or "")
-            except ValueError:
-                raise errors.bad_request(
-                    f'invalid resource version "{resource_version}"') from None
-        if self.store.compacted(res.key, rv):
-            raise continuation.expired(after)
-        objects, total = self.store.snapshot(res.key, ns, rv=rv, after=after)
-        items: list[Body] = []
-        served = 0  # objects read for this page, matching or not
-        last: tuple[str, str] | None = None
-        more = False
-        for obj in objects:
-            if limit and len(items) >= limit:
-                more = True
-                break
-            served += 1
-            meta = obj["metadata"]
-            last = (meta.get("namespace", ""), meta["name"])
-            if match(obj):
-                items.append(obj)
-        metadata: Body = {"resourceVersion": str(rv)}
-        if more and last is not None:
-            metadata["continue"] = continuation.encode(rv, last)
-            if not filtered:
-                metadata["remainingItemCount"] = total - served
-        return {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": metadata,
-                "items": items}
+    def list(self, res: Resource, ns: str | None, **query: Any) -> Body:
+        """One page of a list, as a real server pages it (see listing.py)."""
+        return listing.list_page(self.store, res, ns, **query)
 
     def matcher(self, res: Resource, label_selector: str | None,
                 field_selector: str | None) -> selectors.Predicate:
-        return selectors.combine(
-            selectors.parse_labels(label_selector),
-            selectors.parse_fields(field_selector, res.selectable_fields),
-        )
+        return listing.matcher(res, label_selector, field_selector)
 
     # -- create ----------------------------------------------------------------------------
     def create(self, res: Resource, ns: str | None, body: Any, *, dry_run: bool = False,
-               validation: str = "Warn") -> tuple[Body, Warnings]:
-        body = self._check_body(res, body)
+               validation: str = "Warn") -> tuple[Body, admission.Warnings]:
+        body = admission.check_body(res, body)
         meta = dict(body.get("metadata") or {})
         self._check_namespace(res, ns, meta, creating=True)
         if not meta.get("name"):
@@ -177,16 +118,17 @@ class Cluster:
                     "selfLink"):
             meta.pop(key, None)
         meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now()
+        meta["creationTimestamp"] = admission.now()
         meta["generation"] = 1
         obj = {**body, "metadata": meta}
         if res.has_status:
-            obj = self._initial_status(res, obj)
-        obj, warnings = self._admit(res, obj, validation)
+            obj = admission.initial_status(res, obj)
+        obj, warnings = admission.admit(res, obj, validation, is_crd=res is self.crds,
+                                         is_namespace=res is self.namespaces)
         if self.store.get(res.key, (ns or "", name)) is not None:
             raise errors.already_exists(res.plural, res.group, name)
         if res is self.crds:
-            obj = self._crd_status(obj)
+            obj = admission.crd_status(obj)
         if res is self.namespaces:
             obj = {**obj, "status": {"phase": "Active"}}
         if dry_run:
@@ -198,36 +140,12 @@ class Cluster:
             self.registry.register_crd(obj)
         return obj, warnings
 
-    def _initial_status(self, res: Resource, obj: Body) -> Body:
-        """Create cannot set status (custom resources); built-ins start from their defaults."""
-        obj = _without(obj, "status")
-        if res.key == ("", "v1", "pods"):
-            obj["status"] = {"phase": "Pending"}
-        elif res.key == ("", "v1", "services"):
-            obj["status"] = {"loadBalancer": {}}
-        return obj
-
-    def _crd_status(self, crd: Body) -> Body:
-        names = (crd.get("spec") or {}).get("names") or {}
-        accepted = {"listKind": f"{names.get('kind', '')}List", **names}
-        stamp = now()
-        conditions = [
-            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-             "message": "no conflicts found", "lastTransitionTime": stamp},
-            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-             "message": "the initial names have been accepted", "lastTransitionTime": stamp},
-        ]
-        versions = [v["name"] for v in (crd.get("spec") or {}).get("versions") or []
-                    if v.get("storage")]
-        return {**crd, "status": {"acceptedNames": accepted, "conditions": conditions,
-                                  "storedVersions": versions}}
-
     # -- update / patch --------------------------------------------------------------------
     def update(self, res: Resource, ns: str | None, name: str, body: Any, *,
                subresource: str | None = None, dry_run: bool = False,
-               validation: str = "Warn") -> tuple[Body, Warnings]:
-        body = self._check_body(res, body)
-        self._check_subresource(res, subresource)
+               validation: str = "Warn") -> tuple[Body, admission.Warnings]:
+        body = admission.check_body(res, body)
+        admission.check_subresource(res, subresource)
         meta = body.get("metadata") or {}
         if meta.get("name") and meta["name"] != name:
             raise errors.bad_request(
@@ -241,15 +159,15 @@ class Cluster:
                     "FieldValueInvalid", "metadata.resourceVersion",
                     "Invalid value: 0x0: must be specified for an update")])
         elif rv != old["metadata"]["resourceVersion"]:
-            raise self._stale(res, name)
+            raise admission.stale(res, name)
         return self._write(res, old, body, subresource=subresource, dry_run=dry_run,
                            validation=validation)
 
     def patch(self, res: Resource, ns: str | None, name: str, kind: str, patch: Any, *,
               subresource: str | None = None, dry_run: bool = False, validation: str = "Warn",
-              force: bool = False) -> tuple[Body, Warnings, bool]:
+              force: bool = False) -> tuple[Body, admission.Warnings, bool]:
         """Apply a patch of ``kind`` (json, merge, strategic, apply); returns (obj, warnings, created)."""
-        self._check_subresource(res, subresource)
+        admission.check_subresource(res, subresource)
         if kind == "strategic" and res.custom:
             raise errors.unsupported_media_type(
                 "application/strategic-merge-patch+json",
@@ -275,7 +193,7 @@ class Cluster:
         meta = new.get("metadata") or {}
         rv = meta.get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
-            raise self._stale(res, name)
+            raise admission.stale(res, name)
         if meta.get("name", name) != name:
             raise errors.invalid(res.kind, res.group, name, [Cause(
                 "FieldValueInvalid", "metadata.name",
@@ -285,12 +203,12 @@ class Cluster:
         return obj, warnings, False
 
     def _write(self, res: Resource, old: Body, new: Body, *, subresource: str | None,
-               dry_run: bool, validation: str) -> tuple[Body, Warnings]:
+               dry_run: bool, validation: str) -> tuple[Body, admission.Warnings]:
         old_meta = old["metadata"]
         name = old_meta["name"]
         if res.has_status and subresource == "status":
             # Only status may change through /status; everything else stays as stored.
-            obj = _without(old, "status")
+            obj = admission.without(old, "status")
             if "status" in new:
                 obj["status"] = new["status"]
             meta = dict(old_meta)
@@ -298,7 +216,7 @@ class Cluster:
             obj = {**new, "apiVersion": old.get("apiVersion", res.api_version),
                    "kind": old.get("kind", res.kind)}
             if res.has_status:
-                obj = _without(obj, "status")
+                obj = admission.without(obj, "status")
                 if "status" in old:
                     obj["status"] = old["status"]
             meta = dict(new.get("metadata") or {})
@@ -319,12 +237,13 @@ class Cluster:
                     "Forbidden: no new finalizers can be added if the object is being deleted, "
                     f"found new finalizers {json.dumps(added)}")])
         obj["metadata"] = meta
-        obj, warnings = self._admit(res, obj, validation)
+        obj, warnings = admission.admit(res, obj, validation, is_crd=res is self.crds,
+                                         is_namespace=res is self.namespaces)
         meta = obj["metadata"]
         if res is self.crds and subresource is None:
-            obj = self._crd_status(obj)
+            obj = admission.crd_status(obj)
         ignored = ("metadata", "status") if res.has_status else ("metadata",)
-        if _without(obj, *ignored) != _without(old, *ignored):
+        if admission.without(obj, *ignored) != admission.without(old, *ignored):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         if obj == old:
             return old, warnings  # a no-op write keeps its resourceVersion and sends no event
@@ -379,7 +298,7 @@ class Cluster:
             grace = options.get("gracePeriodSeconds")
             if grace is None and res.plural == "pods":  # as the API server: the Pod's own grace period
                 grace = (old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-            new_meta = {**meta, "deletionTimestamp": now(),
+            new_meta = {**meta, "deletionTimestamp": admission.now(),
                         "deletionGracePeriodSeconds": int(grace) if grace is not None else 0}
             if new_meta.get("generation"):
                 new_meta["generation"] = int(new_meta["generation"]) + 1
@@ -461,7 +380,7 @@ class Cluster:
     def _delete_namespace(self, ns_obj: Body) -> Body:
         name = ns_obj["metadata"]["name"]
         rv = self.store.next_rv()
-        obj = {**ns_obj, "metadata": {**ns_obj["metadata"], "deletionTimestamp": now(),
+        obj = {**ns_obj, "metadata": {**ns_obj["metadata"], "deletionTimestamp": admission.now(),
                                       "deletionGracePeriodSeconds": 0,
                                       "resourceVersion": str(rv)},
                "status": {"phase": "Terminating"}}
@@ -490,32 +409,6 @@ class Cluster:
             self.store.remove(self.namespaces.key, final, rv=rv)
 
     # -- checks ----------------------------------------------------------------------------
-    def _stale(self, res: Resource, name: str) -> ApiError:
-        return errors.conflict(res.plural, res.group, name,
-                               "the object has been modified; please apply your changes to the "
-                               "latest version and try again")
-
-    def _check_subresource(self, res: Resource, subresource: str | None) -> None:
-        if subresource is not None and subresource not in res.subresources:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource",
-                           details={})
-
-    def _check_body(self, res: Resource, body: Any) -> Body:
-        if not isinstance(body, dict):
-            raise errors.bad_request("the body of the request must be a JSON object")
-        api_version = body.get("apiVersion")
-        kind = body.get("kind")
-        if api_version and api_version != res.api_version:
-            raise errors.bad_request(
-                f"the API version in the data ({api_version}) does not match the expected API "
-                f"version ({res.api_version})")
-        if kind and kind != res.kind:
-            raise errors.bad_request(
-                f"the kind in the data ({kind}) does not match the expected kind ({res.kind})")
-        if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
-            raise errors.bad_request("metadata must be an object")
-        return {**body, "apiVersion": res.api_version, "kind": res.kind}
-
     def _check_namespace(self, res: Resource, ns: str | None, meta: Body, *,
                          creating: bool) -> None:
         body_ns = meta.get("namespace")
@@ -536,83 +429,3 @@ class Cluster:
                         "it is being terminated")
         else:
             meta.pop("namespace", None)
-
-    def _admit(self, res: Resource, obj: Body, validation: str) -> tuple[Body, Warnings]:
-        """Metadata checks for every kind; schema pruning/defaulting/validation for custom ones."""
-        warnings: Warnings = []
-        causes: list[Cause] = []
-        if res.custom and res.schema:
-            obj, unknown, causes = schema.admit(obj, res.schema)
-            if unknown:
-                if validation == "Strict":
-                    text = ", ".join(f'unknown field "{p}"' for p in unknown)
-                    raise errors.bad_request(
-                        f'{res.kind} in version "{res.version}" cannot be handled as a '
-                        f"{res.kind}: strict decoding error: {text}")
-                if validation == "Warn":
-                    warnings.extend(f'unknown field "{p}"' for p in unknown)
-        meta = obj["metadata"]
-        name = meta.get("name", "")
-        if res is self.crds:
-            causes.extend(_crd_causes(obj))
-        pattern = _DNS_LABEL if res is self.namespaces else _DNS_SUBDOMAIN
-        limit = 63 if res is self.namespaces else 253
-        if not pattern.match(name) or len(name) > limit:
-            causes.insert(0, Cause(
-                "FieldValueInvalid", "metadata.name",
-                f"Invalid value: {errors.show(name)}: a lowercase RFC 1123 "
-                f"{'label' if res is self.namespaces else 'subdomain'} must consist of lower case "
-                "alphanumeric characters, '-' or '.', and must start and end with an "
-                "alphanumeric character"))
-        for field in ("labels", "annotations"):
-            value = meta.get(field)
-            if value is None:
-                continue
-            if not isinstance(value, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-                causes.append(Cause("FieldValueTypeInvalid", f"metadata.{field}",
-                                    f"Invalid value: {errors.show(value)}: must be a map of "
-                                    "string to string"))
-        finalizers = meta.get("finalizers")
-        if finalizers is not None and not (isinstance(finalizers, list) and all(
-                isinstance(f, str) for f in finalizers)):
-            causes.append(Cause("FieldValueTypeInvalid", "metadata.finalizers",
-                                "Invalid value: must be a list of strings"))
-        for n, ref in enumerate(meta.get("ownerReferences") or []):
-            for key in ("apiVersion", "kind", "name", "uid"):
-                if not isinstance(ref, dict) or not ref.get(key):
-                    causes.append(Cause("FieldValueRequired",
-                                        f"metadata.ownerReferences[{n}].{key}", "Required value"))
-        if causes:
-            raise errors.invalid(res.kind, res.group, name, causes)
-        if not res.custom:
-            obj = {**obj, "metadata": dict(meta)}
-        return obj, warnings
-
-
-def _crd_causes(crd: Body) -> list[Cause]:
-    """The few CRD rules the emulator relies on to register a resource."""
-    causes: list[Cause] = []
-    spec = crd.get("spec") or {}
-    names = spec.get("names") or {}
-    for field, value in (("spec.group", spec.get("group")), ("spec.names.plural", names.get("plural")),
-                         ("spec.names.kind", names.get("kind"))):
-        if not value:
-            causes.append(Cause("FieldValueRequired", field, "Required value"))
-    versions = spec.get("versions") or []
-    if not versions:
-        causes.append(Cause("FieldValueRequired", "spec.versions", "Required value"))
-    elif sum(1 for v in versions if v.get("storage")) != 1:
-        causes.append(Cause("FieldValueInvalid", "spec.versions",
-                            "Invalid value: must have exactly one version marked as storage version"))
-    if spec.get("scope") not in ("Namespaced", "Cluster"):
-        causes.append(Cause("FieldValueNotSupported", "spec.scope",
-                            f"Unsupported value: {errors.show(spec.get('scope'))}: supported values: "
-                            '"Cluster", "Namespaced"'))
-    if not causes:
-        expected = f"{names['plural']}.{spec['group']}"
-        if crd["metadata"].get("name") != expected:
-            causes.append(Cause("FieldValueInvalid", "metadata.name",
-                                f"Invalid value: {errors.show(crd['metadata'].get('name'))}: "
-                                f'must be spec.names.plural+"."+spec.group'))
-    return causes

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import discovery, errors, patching
+from . import admission, discovery, errors, patching
 from .cluster import Cluster
 from .errors import ApiError
 from .requestlog import RequestLog
@@ -190,7 +190,7 @@ class Api:
         verb = info.verb
         if verb == "get":
             if sub:
-                self.cluster._check_subresource(res, sub)
+                admission.check_subresource(res, sub)
             obj = self.cluster.get(res, ns, info.name)
             if _accepts(request, "Table"):
                 return json_response(discovery.table(
