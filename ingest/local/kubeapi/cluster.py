@@ -4,11 +4,12 @@ This is where the strictness lives: namespaces come from the URL and must exist;
 validated or generated; every write takes the next ``resourceVersion`` and a stale one is a 409;
 ``status`` is isolated behind its subresource (and dropped on create, as for real custom
 resources); ``generation`` moves only when the spec does; custom objects are pruned, defaulted and
-validated against their schema; finalizers hold a deletion open (``deletionTimestamp``) until the
-last one is removed, after which owner references are garbage-collected in the background.
+validated against their schema; a write that removes the last finalizer of an object being
+deleted completes its deletion.
 
 What one object must look like to be admitted is in ``admission.py``, how lists are paged in
-``listing.py``; this module is what a write does to the store and what follows from it.
+``listing.py``, what a deletion sets off (finalizers, garbage collection, namespace termination)
+in ``deletion.py``; this module is what a create, update or patch does to the store.
 
 The HTTP layer (``server.py``) parses requests and calls these methods; everything here raises
 :class:`~.errors.ApiError` and returns plain dicts. Stored objects are never mutated: each write
@@ -16,28 +17,18 @@ builds a new top-level dict and a new ``metadata`` and shares the rest with the 
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import uuid
 from typing import Any
 
 from . import admission, errors, listing, patching, selectors
+from .deletion import SYSTEM_NAMESPACES, Deletions
 from .errors import ApiError, Cause
 from .resources import CRD_GROUP, Registry, Resource
 from .store import Body, Store
 
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-# Kinds whose DELETE answers with the deleted object (the rest answer with a Status).
-RETURN_DELETED = frozenset({"pods", "services"})
-SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-
-
-def _success(res: Resource, obj: Body) -> Body:
-    meta = obj["metadata"]
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-            "details": {"name": meta["name"], "group": res.group, "kind": res.plural,
-                        "uid": meta.get("uid")}}
 
 
 class Cluster:
@@ -46,12 +37,11 @@ class Cluster:
     def __init__(self, store: Store, registry: Registry) -> None:
         self.store = store
         self.registry = registry
-        self._orphaning: set[str] = set()  # uids deleted with propagationPolicy=Orphan
-        self._terminating: set[str] = set()  # namespaces being deleted
         ns = self.registry.get("", "v1", "namespaces")
         assert ns is not None
         self.namespaces = ns
         self.crds = self.registry.get(CRD_GROUP, "v1", "customresourcedefinitions")
+        self.deletions = Deletions(store, registry, namespaces=ns, crds=self.crds)
 
     def bootstrap(self) -> None:
         """System namespaces exist on every cluster; CRDs restored from a dump re-register."""
@@ -59,7 +49,7 @@ class Cluster:
             self.registry.register_crd(crd)
         for obj in self.store.items(self.namespaces.key):
             if obj["metadata"].get("deletionTimestamp"):
-                self._terminating.add(obj["metadata"]["name"])
+                self.deletions.terminating.add(obj["metadata"]["name"])
         for name in SYSTEM_NAMESPACES:
             if self.store.get(self.namespaces.key, ("", name)) is None:
                 self.create(self.namespaces, None, {"metadata": {"name": name}})
@@ -85,10 +75,7 @@ class Cluster:
         return resource
 
     def get(self, res: Resource, ns: str | None, name: str) -> Body:
-        obj = self.store.get(res.key, (ns or "", name))
-        if obj is None:
-            raise errors.not_found(res.plural, res.group, name)
-        return obj
+        return listing.get_object(self.store, res, ns, name)
 
     def list(self, res: Resource, ns: str | None, **query: Any) -> Body:
         """One page of a list, as a real server pages it (see listing.py)."""
@@ -252,161 +239,23 @@ class Cluster:
         rv = self.store.next_rv()
         meta["resourceVersion"] = str(rv)
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            self._remove(res, obj, rv)
+            self.deletions.remove(res, obj, rv)
             return obj, warnings
         self.store.put(res.key, obj, rv=rv, event="MODIFIED")
         if res is self.crds:
             self.registry.register_crd(obj)
         return obj, warnings
 
-    # -- delete ----------------------------------------------------------------------------
+    # -- delete (deletion.py) -------------------------------------------------------------
     def delete(self, res: Resource, ns: str | None, name: str, options: Body | None = None, *,
                dry_run: bool = False) -> Body:
-        options = options or {}
-        old = self.get(res, ns, name)
-        meta = old["metadata"]
-        pre = options.get("preconditions") or {}
-        if pre.get("uid") and pre["uid"] != meta.get("uid"):
-            raise errors.conflict(res.plural, res.group, name,
-                                  f"Precondition failed: UID in precondition: {pre['uid']}, "
-                                  f"UID in object meta: {meta.get('uid')}")
-        if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
-            raise errors.conflict(res.plural, res.group, name,
-                                  f"Precondition failed: ResourceVersion in precondition: "
-                                  f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-                                  f"{meta.get('resourceVersion')}")
-        if res is self.namespaces and name in SYSTEM_NAMESPACES:
-            raise errors.forbidden(res.plural, res.group, name,
-                                   f'namespaces "{name}" is forbidden: this namespace may not be deleted')
-        policy = options.get("propagationPolicy") or "Background"
-        if policy not in ("Background", "Foreground", "Orphan"):
-            raise errors.invalid("DeleteOptions", "", "", [Cause(
-                "FieldValueNotSupported", "propagationPolicy",
-                f'Unsupported value: "{policy}": supported values: "Foreground", "Background", "Orphan", "nil"')])
-        if options.get("orphanDependents") is True:
-            policy = "Orphan"
-        if dry_run:
-            return old
-        if policy == "Orphan" and meta.get("uid"):
-            self._orphaning.add(meta["uid"])
-        if meta.get("deletionTimestamp"):
-            return old  # already being deleted: waiting for finalizers
-        if res is self.namespaces:
-            self._delete_namespace(old)
-            return _success(res, old)
-        if meta.get("finalizers"):
-            grace = options.get("gracePeriodSeconds")
-            if grace is None and res.plural == "pods":  # as the API server: the Pod's own grace period
-                grace = (old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-            new_meta = {**meta, "deletionTimestamp": admission.now(),
-                        "deletionGracePeriodSeconds": int(grace) if grace is not None else 0}
-            if new_meta.get("generation"):
-                new_meta["generation"] = int(new_meta["generation"]) + 1
-            rv = self.store.next_rv()
-            new_meta["resourceVersion"] = str(rv)
-            obj = {**old, "metadata": new_meta}
-            self.store.put(res.key, obj, rv=rv, event="MODIFIED")
-            return obj
-        rv = self.store.next_rv()
-        obj = {**old, "metadata": {**meta, "resourceVersion": str(rv)}}
-        self._remove(res, obj, rv)
-        if res.custom or res.plural in RETURN_DELETED:
-            return obj
-        return _success(res, old)
+        return self.deletions.delete(res, ns, name, options, dry_run=dry_run)
 
     def delete_collection(self, res: Resource, ns: str | None, options: Body | None, *,
                           label_selector: str | None, field_selector: str | None,
                           dry_run: bool = False) -> Body:
-        listed = self.list(res, ns, label_selector=label_selector, field_selector=field_selector)
-        deleted = []
-        for obj in listed["items"]:
-            meta = obj["metadata"]
-            try:
-                self.delete(res, meta.get("namespace") or None, meta["name"], options,
-                            dry_run=dry_run)
-                deleted.append(obj)
-            except ApiError as exc:
-                if exc.code != 404:
-                    raise
-        return {**listed, "items": deleted}
-
-    def _remove(self, res: Resource, obj: Body, rv: int) -> None:
-        """Final deletion: the DELETED event, then what follows from it."""
-        meta = obj["metadata"]
-        self.store.remove(res.key, obj, rv=rv)
-        uid = meta.get("uid", "")
-        orphan = uid in self._orphaning
-        self._orphaning.discard(uid)
-        if res is self.crds:
-            for resource in self.registry.unregister_crd(meta["name"]):
-                self.store.drop_resource(resource.key)
-        if uid and uid in self.store.dependents:
-            self._later(self._collect, uid, orphan)
-        namespace = meta.get("namespace")
-        if namespace and namespace in self._terminating:
-            self._later(self._finish_namespace, namespace)
-
-    def _later(self, fn: Any, *args: Any) -> None:
-        """Background work (GC, namespace clean-up) runs after the request that caused it."""
-        try:
-            asyncio.get_running_loop().call_soon(fn, *args)
-        except RuntimeError:
-            fn(*args)
-
-    def _collect(self, owner_uid: str, orphan: bool) -> None:
-        """Garbage-collect dependents of a deleted owner (or orphan them)."""
-        for resource_key, key in list(self.store.dependents.get(owner_uid, ())):
-            dependent = self.store.get(resource_key, key)
-            res = self.registry.get(*resource_key)
-            if dependent is None or res is None:
-                continue
-            refs = dependent["metadata"].get("ownerReferences") or []
-            alive = [r for r in refs if r.get("uid") != owner_uid and r.get("uid") in self.store.uids]
-            if orphan or alive:
-                kept = [r for r in refs if r.get("uid") != owner_uid]
-                meta = {**dependent["metadata"], "ownerReferences": kept}
-                if not kept:
-                    del meta["ownerReferences"]
-                rv = self.store.next_rv()
-                meta["resourceVersion"] = str(rv)
-                self.store.put(resource_key, {**dependent, "metadata": meta}, rv=rv,
-                               event="MODIFIED")
-            else:
-                try:
-                    self.delete(res, key[0] or None, key[1], {"propagationPolicy": "Background"})
-                except ApiError:
-                    pass
-
-    def _delete_namespace(self, ns_obj: Body) -> Body:
-        name = ns_obj["metadata"]["name"]
-        rv = self.store.next_rv()
-        obj = {**ns_obj, "metadata": {**ns_obj["metadata"], "deletionTimestamp": admission.now(),
-                                      "deletionGracePeriodSeconds": 0,
-                                      "resourceVersion": str(rv)},
-               "status": {"phase": "Terminating"}}
-        self.store.put(self.namespaces.key, obj, rv=rv, event="MODIFIED")
-        self._terminating.add(name)
-        for resource_key, dependent in list(self.store.namespaced_in(name)):
-            res = self.registry.get(*resource_key)
-            if res is not None:
-                try:
-                    self.delete(res, name, dependent["metadata"]["name"])
-                except ApiError:
-                    pass
-        self._finish_namespace(name)
-        return obj
-
-    def _finish_namespace(self, name: str) -> None:
-        if name not in self._terminating:
-            return
-        if next(iter(self.store.namespaced_in(name)), None) is not None:
-            return
-        self._terminating.discard(name)
-        ns_obj = self.store.get(self.namespaces.key, ("", name))
-        if ns_obj is not None:
-            rv = self.store.next_rv()
-            final = {**ns_obj, "metadata": {**ns_obj["metadata"], "resourceVersion": str(rv)}}
-            self.store.remove(self.namespaces.key, final, rv=rv)
+        return self.deletions.delete_collection(res, ns, options, label_selector=label_selector,
+                                                field_selector=field_selector, dry_run=dry_run)
 
     # -- checks ----------------------------------------------------------------------------
     def _check_namespace(self, res: Resource, ns: str | None, meta: Body, *,
@@ -421,7 +270,7 @@ class Cluster:
             if creating:
                 if self.store.get(self.namespaces.key, ("", ns or "")) is None:
                     raise errors.not_found("namespaces", "", ns or "")
-                if ns in self._terminating:
+                if ns in self.deletions.terminating:
                     raise errors.forbidden(
                         res.plural, res.group, meta.get("name", ""),
                         f'{res.qualified} "{meta.get("name") or meta.get("generateName", "")}" '

@@ -1,4 +1,4 @@
-"""Lists as a real server serves them: selectors, pages of ``limit`` objects, ``continue`` tokens.
+"""Reads as a real server serves them: one object, or a list page by page (``limit``, ``continue``).
 
 A list reads one consistent snapshot of the store (``Store.snapshot``) at the first page's
 version, so a paginated list is the same list however long the client takes between pages; a
@@ -9,6 +9,13 @@ from __future__ import annotations
 from . import continuation, errors, selectors
 from .resources import Resource
 from .store import Body, Store
+
+
+def get_object(store: Store, res: Resource, ns: str | None, name: str) -> Body:
+    obj = store.get(res.key, (ns or "", name))
+    if obj is None:
+        raise errors.not_found(res.plural, res.group, name)
+    return obj
 
 
 def list_page(store: Store, res: Resource, ns: str | None, *, label_selector: str | None = None,
