@@ -153,7 +153,7 @@ class BundleStream:
     def metadata_bytes(self, hashsums: Sequence[str]) -> bytes:
         """metadata.txt for these files with these sums, as the writer encodes it."""
         entries = (writer.files_entry(source.member, size=source.size, mtime=source.mtime, hashtype=self.hashtype,
-                                      hashsum=hashsum) for source, hashsum in zip(self.files, hashsums))
+                                      hashsum=hashsum) for source, hashsum in zip(self.files, hashsums, strict=True))
         return writer.metadata_bytes(self.transaction, entries)
 
     def __iter__(self) -> Iterator[bytes]:
