@@ -16,18 +16,11 @@ gateway, with every file they write (config, data, logs, admin sockets, pid file
 
 The modules, one mechanism each: ``packages`` (download and unpack, once per machine),
 ``cluster`` (the three daemons' lifecycle), ``cephconf`` (their configuration file),
-``processes`` (pid files, ports, signals), ``endpoint`` (what a client connects to) and
-``__main__`` (the CLI below).
+``processes`` (ports, liveness, stopping by pid), ``endpoint`` (what a client connects to) and
+``__main__`` (``python -m ingest.local.objectstore up|status|down|ceph``, to run a store by hand).
 
 If ``INGEST_S3_ENDPOINT`` is set, the local stack uses that endpoint and starts no store: see
 :func:`external_endpoint`.
-
-CLI (for debugging, or to run a store by hand)::
-
-    python -m ingest.local.objectstore up --data DIR --port 9000     # foreground; Ctrl-C stops it
-    python -m ingest.local.objectstore status --data DIR
-    python -m ingest.local.objectstore down --data DIR
-    python -m ingest.local.objectstore ceph --data DIR -- -s           # also radosgw-admin, rados
 """
 from __future__ import annotations
 
