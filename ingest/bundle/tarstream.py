@@ -3,13 +3,14 @@
 The API feeds the request body to a `TarScanner` chunk by chunk as it streams the body into object
 storage, so a body that is not a tar, is compressed or is truncated is known at once, and the
 worker later gets a `TarIndex` (index.py): every member's normalised name, type, offsets and size,
-plus the bytes of the root `metadata.txt`. The fields of a header block are decoded in headers.py;
-this module is the framing: which bytes are a header, an extension payload, data or the end.
+plus the bytes of the root `metadata.txt`. This module is the scanner's interface and its design;
+the framing itself (which bytes are a header, an extension payload, data or the end) is
+framing.py's `Framer`, and the fields of a header block are decoded in headers.py.
 
 Why not `tarfile`? `tarfile` pulls from a file object (even in stream mode `r|`), so it cannot be
 driven by chunks pushed from an ASGI receive loop without a thread and a pipe, and its errors are
 generic (`ReadError("invalid header")`) where we must say what is wrong and where. The header
-format itself is small, so this module parses it directly: the 512-byte header block (ustar, GNU
+format itself is small, so the scanner parses it directly: the 512-byte header block (ustar, GNU
 and old v7), the checksum (unsigned and, like `tarfile`, the historic signed variant), octal and
 base-256 numbers, PAX `x`/`X` records (path, linkpath, size, mtime; `GNU.sparse.*` marks a sparse
 member), PAX `g` global records (parsed, then ignored, as `tarfile` ignores them for a member without an `x`
