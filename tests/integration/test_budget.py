@@ -90,14 +90,20 @@ def test_a_move_document_the_budget_can_never_parse_is_413(replica: str) -> None
 
 def test_small_uploads_complete_while_large_ones_are_refused(replica: str, job_store: JobStore) -> None:
     large = 20 * MiB  # staging buffers: 9 MiB of pipe + three 8 MiB parts = 33 MiB: one fits, two do not
+    def names() -> set[str]:
+        return {job["metadata"]["name"] for job in job_store.list()}
+
+    earlier = names()
     held = Held(replica, "/upload", "application/octet-stream", large, b"\0" * 512)
     try:
         wait_for(lambda: used(replica) >= 33 * MiB, timeout=30, what="the held upload's reservation")
-        before = {job["metadata"]["name"] for job in job_store.list()}
+        # The held upload reserves its buffers before it creates its job: wait for that job too.
+        wait_for(lambda: len(names() - earlier) == 1, timeout=30, what="the held upload's job")
+        before = names()
         body, _ = bundle({"big/a.bin": b"\0" * (large - 10 * 1024)})
         refused = httpx.post(f"{replica}/upload", content=body, timeout=60)
         assert refused.status_code == 503 and refused.headers["Retry-After"].isdigit(), refused.text
-        assert {job["metadata"]["name"] for job in job_store.list()} == before
+        assert names() == before
         small, _ = bundle({"small/a.txt": b"small upload"})
         with httpx.Client(base_url=replica, timeout=60) as client:
             accepted = client.post("/upload", content=small)
