@@ -14,7 +14,8 @@ reconciler asks `claimant()` before it rolls anything back, so nothing is remove
 worker could still write. A heartbeat older than INGEST_LEASE_SECONDS on a Pod that still runs
 means a hung worker: the operator deletes that Pod (its other jobs are retried too) and the claim
 dies with it. The label the API routed a job with (`jobs.POOL_LABEL`) is removed once the job is
-complete, so the pool workers' watch holds the queue, not the history.
+complete (a compare-and-swap on the version seen complete), so the pool workers' watch holds the
+queue, not the history.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from ingest import events, jobs, lifecycle
-from ingest.kube import read_pod
+from ingest.kube import read_pod, retrying
 from ingest.lifecycle import Job
 from ingest.operator.podspec import POOL_WORKER, TERMINATION_GRACE_SECONDS, can_write, pool_pod
 
@@ -60,7 +61,7 @@ class Pool:
             with self.lock:
                 self.queued.pop(name, None)
             if jobs.state_document(job)["complete"]:  # out of the queue; a claim on it is the reconciler's concern
-                self.unlabel(name)
+                self.unlabel(job)
             return
         with self.lock:
             before = self.queued.get(name)
@@ -76,12 +77,30 @@ class Pool:
         with self.lock:
             self.queued.pop(name, None)
 
-    def unlabel(self, name: str) -> None:
-        try:
-            self.reconciler.store.patch(name, {"metadata": {"labels": {jobs.POOL_LABEL: None}}})
-        except ApiException as error:
-            if error.status != 404:
-                log.warning("could not take %s out of the pool's queue: %s", name, error.reason)
+    def unlabel(self, job: dict[str, Any], *, attempts: int = 5) -> None:
+        """Take a complete job out of the pool's queue, by compare-and-swap on the version seen complete.
+
+        A plain patch could land on a newer version: a job retried (`IngestCMD retry`) since this
+        event was delivered is waiting again, and without its label no pool worker would see it. On
+        409 the job is read again and unlabelled only if it is still complete and still labelled."""
+        name = job["metadata"]["name"]
+        for _ in range(attempts):
+            version = job["metadata"]["resourceVersion"]
+            try:
+                self.reconciler.store.patch(
+                    name, {"metadata": {"resourceVersion": version, "labels": {jobs.POOL_LABEL: None}}})
+                return
+            except ApiException as error:
+                if error.status == 404:
+                    return
+                if error.status != 409:
+                    log.warning("could not take %s out of the pool's queue: %s", name, error.reason)
+                    return
+            current = retrying(lambda: self.reconciler.store.get(name))
+            if current is None or not jobs.routed_to_pool(current) or not jobs.state_document(current)["complete"]:
+                return  # gone, unlabelled already, or waiting again: nothing to take out
+            job = current
+        log.warning("could not take %s out of the pool's queue: it kept changing", name)
 
     # --- the Pods ---------------------------------------------------------------------------
     def sync(self) -> None:
