@@ -1,9 +1,14 @@
-"""Faults under load: many clients upload while worker Pods, the operator, the API and the object
+"""Faults under load: many clients upload while workers, the operator, the API and the object
 store are killed or stopped; then every job must have ended in a known state, nothing lost.
 
-`python -m benchmarks.reliability` (make reliability) starts its own local stack, runs 50 clients
-uploading 200 bundles and prints the figures the README's Reliability section quotes. The test
-suite runs a short version against its session stack (tests/integration/test_reliability.py).
+`python -m benchmarks.reliability` (make reliability) starts its own local stack in the default
+worker mode (pool), runs 50 clients uploading 200 bundles and prints the figures the README's
+Reliability section quotes. Bundles up to POOL_MAX_BUNDLE_BYTES go to the warm pool workers, the
+others (a 2 MB file among theirs: about half) to a worker Pod each, so worker kills hit both: a pool
+worker is SIGKILLed while it holds a job (its other jobs die with it), a job's own worker Pod
+process likewise. All along, `tests.integration.writers.Writers` checks that no job ever has two
+live writers. The test suite runs a short version against its session stack
+(tests/integration/test_reliability.py).
 """
 from __future__ import annotations
 
@@ -18,11 +23,11 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -32,6 +37,9 @@ from minio.error import S3Error
 from ingest.kube import JobStore, api_client
 from ingest.local.launcher import Stack, parse_ports
 from tests.integration.bundles import bundle
+from tests.integration.writers import Writers, job_pod_pids, pid_of
+
+POOL_MAX_BUNDLE_BYTES = 1_000_000  # this run's INGEST_POOL_MAX_BUNDLE_BYTES: both kinds of worker get jobs
 
 
 @dataclasses.dataclass
@@ -54,6 +62,9 @@ class Report:
     duplicate_file_ids: int = 0
     orphan_objects: list[str] = dataclasses.field(default_factory=list)
     mismatched_jobs: list[int] = dataclasses.field(default_factory=list)
+    two_writers: list[str] = dataclasses.field(default_factory=list)
+    by_pool: int = 0  # jobs whose last attempt ran in a pool worker
+    retried: int = 0  # jobs that needed more than one attempt
     faults: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
@@ -64,7 +75,7 @@ class Report:
         ]
         out += [f"  refused: {count} x {reason}" for reason, count in self.refused.most_common()]
         out += [
-            f"jobs completed          {self.completed}",
+            f"jobs completed          {self.completed}   ({self.by_pool} in pool workers, {self.retried} after a retry)",
             f"jobs failed             {sum(self.failed.values())}",
         ]
         out += [f"  {count} x {reason}" for reason, count in self.failed.most_common()]
@@ -74,6 +85,8 @@ class Report:
             f"duplicate file ids      {self.duplicate_file_ids}   (must be 0)",
             f"orphan archive objects  {len(self.orphan_objects)}   (must be 0)",
             f"completed jobs whose files differ from the bundle  {len(self.mismatched_jobs)}   (must be 0)",
+            f"moments a job had two live writers  {len(self.two_writers)}   (must be 0){': ' if self.two_writers else ''}"
+            + "; ".join(self.two_writers[:5]),
             f"faults injected         {len(self.faults)}: {'; '.join(self.faults)}",
             f"wall time               {self.seconds:.0f} s",
         ]
@@ -81,7 +94,8 @@ class Report:
 
     @property
     def clean(self) -> bool:
-        return not (self.stuck or self.duplicate_job_ids or self.duplicate_file_ids or self.orphan_objects or self.mismatched_jobs)
+        return not (self.stuck or self.duplicate_job_ids or self.duplicate_file_ids or self.orphan_objects
+                    or self.mismatched_jobs or self.two_writers)
 
 
 def make_samples(count: int, seed: int) -> list[Sample]:
@@ -105,8 +119,9 @@ def reason_of(exception: str) -> str:
 class Faults:
     """Injects the faults of a run on a schedule, from its own thread."""
 
-    def __init__(self, stack: Stack, duration: float, outage: float, rng: random.Random) -> None:
+    def __init__(self, stack: Stack, writers: Writers, duration: float, outage: float, rng: random.Random) -> None:
         self.stack = stack
+        self.writers = writers
         self.duration = duration
         self.outage = outage
         self.rng = rng
@@ -114,34 +129,51 @@ class Faults:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, name="faults", daemon=True)
 
-    def kill_a_worker(self) -> None:
-        """SIGKILL a running worker process (waiting up to 10 s for one to exist)."""
+    def _kill_one(self, find: Callable[[], dict[str, int]], what: str) -> None:
+        """SIGKILL one of the processes `find` returns ({label: pid}), waiting up to 10 s for one."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not self.stop.is_set():
-            pids = subprocess.run(["pgrep", "-f", "ingest.worker"], capture_output=True, text=True).stdout.split()
-            pids = [pid for pid in pids if self._belongs_to_stack(int(pid))]
-            if pids:
-                os.kill(int(self.rng.choice(pids)), signal.SIGKILL)
-                self.done.append("worker Pod process killed")
+            found = find()
+            if found:
+                label = self.rng.choice(sorted(found))
+                try:
+                    os.kill(found[label], signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                self.done.append(f"{what} killed (SIGKILL) {label}")
                 return
             time.sleep(0.05)
 
-    def _belongs_to_stack(self, pid: int) -> bool:
-        try:
-            return str(self.stack.directory).encode() in Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            return False
+    def kill_pool_worker(self) -> None:
+        """A pool worker in the middle of a job: every job it holds dies with it."""
+
+        def busy() -> dict[str, int]:
+            held = self.writers.holding()
+            pids = {pod: pid_of(self.stack, pod) for pod in held}
+            return {f"{pod} holding {len(held[pod])} job(s)": pid for pod, pid in pids.items() if pid is not None}
+
+        self._kill_one(busy, "pool worker")
+
+    def kill_job_pod(self) -> None:
+        """The process of a large bundle's own worker Pod."""
+        self._kill_one(lambda: {f"of {job}": pid for job, pods in job_pod_pids(self.stack).items()
+                                for pid in pods.values()}, "worker Pod process")
 
     def run(self) -> None:
         schedule = [
-            (0.15, self.kill_a_worker),
+            (0.10, self.kill_pool_worker),
+            (0.15, self.kill_job_pod),
             (0.25, lambda: self._restart("operator")),
-            (0.35, self.kill_a_worker),
+            (0.30, self.kill_pool_worker),
+            (0.35, self.kill_job_pod),
             (0.45, lambda: self._restart("api")),
-            (0.55, self.kill_a_worker),
+            (0.50, self.kill_pool_worker),
+            (0.55, self.kill_job_pod),
             (0.60, self._object_store_outage),
             (0.70, self._kube_api_outage),
-            (0.80, self.kill_a_worker),
+            (0.80, self.kill_pool_worker),
+            (0.85, self.kill_job_pod),
+            (0.90, self.kill_pool_worker),
         ]
         start = time.monotonic()
         for fraction, action in schedule:
@@ -211,30 +243,34 @@ def run(stack: Stack, *, clients: int, bundles: int, faults: bool, duration: flo
                 report.refused[reason] += 1
             time.sleep(1 + attempt)
 
-    injector = Faults(stack, duration, outage, random.Random(seed)) if faults else None
-    if injector:
-        injector.thread.start()
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        list(pool.map(client, range(len(samples))))
-    if injector:
-        injector.thread.join()
-        report.faults = injector.done
+    with Writers(stack, store) as writers:
+        injector = Faults(stack, writers, duration, outage, random.Random(seed)) if faults else None
+        if injector:
+            injector.thread.start()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, range(len(samples))))
+        if injector:
+            injector.thread.join()
+            report.faults = injector.done
 
-    # Every job of this run - including ones whose client never learnt the id - must end.
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        ours = [job for job in store.list() if job["metadata"]["name"] not in existing]
-        pending = [job for job in ours if not (job.get("status") or {}).get("complete")
-                   and (job.get("status") or {}).get("state") == "OK"]
-        if not pending or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+        # Every job of this run - including ones whose client never learnt the id - must end.
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            ours = [job for job in store.list() if job["metadata"]["name"] not in existing]
+            pending = [job for job in ours if not (job.get("status") or {}).get("complete")
+                       and (job.get("status") or {}).get("state") == "OK"]
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    report.two_writers = writers.overlaps
     ok_ids: set[int] = set()
     for job in ours:
         status = job.get("status") or {}
         job_id = int(job["spec"]["jobId"])
         if status.get("state") == "OK" and status.get("complete"):
             report.completed += 1
+            report.by_pool += bool(status.get("claimedBy"))
+            report.retried += int(status.get("attempts") or 0) > 1
             ok_ids.add(job_id)
         elif status.get("state") == "FAILED":
             report.failed[f"{status.get('task')}: {reason_of(status.get('exception') or '')}"] += 1
@@ -243,10 +279,13 @@ def run(stack: Stack, *, clients: int, bundles: int, faults: bool, duration: flo
 
     file_ids: list[int] = []
     run_ids = {int(job["spec"]["jobId"]) for job in ours}
+    stored: dict[int, set[str]] = collections.defaultdict(set)  # job id -> its files in the archive
     for item in s3.list_objects("ingest-archive", recursive=True):
         head = re.split(r"[/.]", item.object_name, maxsplit=1)[0]  # N/<file> and N.metadata.json
         if head.isdigit() and int(head) in run_ids and int(head) not in ok_ids:
             report.orphan_objects.append(item.object_name)
+        elif head.isdigit() and "/" in item.object_name:
+            stored[int(head)].add(item.object_name.split("/", 1)[1])
     for job_id in sorted(ok_ids):
         try:
             document = json.loads(s3.get_object("ingest-archive", f"{job_id}.metadata.json").read())
@@ -254,6 +293,8 @@ def run(stack: Stack, *, clients: int, bundles: int, faults: bool, duration: flo
             sample = known.get(job_id)
             if sample is None:
                 continue  # accepted, but its client lost the answer: its files are checked by id only
+            if stored[job_id] != set(sample.files):  # a file missing, or one left over from a killed attempt
+                raise ValueError(f"archive holds {sorted(stored[job_id] ^ set(sample.files))[:3]} unexpectedly")
             for path, digest in sample.files.items():
                 data = s3.get_object("ingest-archive", f"{job_id}/{path}").read()
                 if hashlib.sha256(data).hexdigest() != digest:
@@ -274,7 +315,8 @@ def main() -> int:
     parser.add_argument("--no-faults", action="store_true")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="ingest-reliability-"))
-    stack = Stack(folder, ports=parse_ports("auto"), env={"INGEST_UPLOAD_STALL_SECONDS": "15", "INGEST_WORKER_ATTEMPTS": "4"})
+    stack = Stack(folder, ports=parse_ports("auto"), env={"INGEST_UPLOAD_STALL_SECONDS": "15", "INGEST_WORKER_ATTEMPTS": "4",
+                                                           "INGEST_POOL_MAX_BUNDLE_BYTES": str(POOL_MAX_BUNDLE_BYTES)})
     try:
         stack.up()
         report = run(stack, clients=args.clients, bundles=args.bundles, faults=not args.no_faults,

@@ -7,9 +7,9 @@ import hashlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,10 +20,11 @@ from minio import Minio
 
 from ingest.kube import JobStore
 from ingest.local.launcher import Stack
-from tests.integration.bundles import bundle
+from tests.integration.bundles import OWN_POD, bundle
 from tests.integration.helpers import archive_keys, upload, wait_complete, wait_for
 from tests.integration.policy import PolicyServer
 from tests.integration.workers import pause_at, resume, stopped, worker_processes
+from tests.integration.writers import Writers, pid_of
 
 pytestmark = pytest.mark.stack
 BIN = Path(sys.executable).parent
@@ -188,33 +189,29 @@ def test_worker_pods_are_collected_succeeded_at_once_failed_kept(
 def test_random_interleaving_keeps_the_invariants(
     stack: Stack, api: httpx.Client, s3: Minio, job_store: JobStore, kubectl: Callable[..., Any]
 ) -> None:
-    """Seeded random driver: upload, cancel, retry, Pod kill, operator restart, manual FAILED over
-    30+ jobs; after quiescence every job is complete, an OK job has all its files with their
-    digests, a FAILED job has nothing in the archive, and no job ever had two live workers."""
+    """Seeded random driver: upload, cancel, retry, Pod kill, pool worker kill, operator restart,
+    manual FAILED over 30+ jobs; after quiescence every job is complete, an OK job has all its files
+    with their digests, a FAILED job has nothing in the archive, and no job ever had two live
+    writers - worker Pods of its own and pool workers holding its claim alike (`Writers`).
+
+    It runs in the session stack's worker mode (INGEST_TEST_WORKER_MODE: pool by default, or pod).
+    In pool mode one upload in four is padded above the pool's limit (OWN_POD), so Pod kills and
+    pool worker kills both find targets; in pod mode every job has its own Pod."""
     rng = random.Random(int(os.environ.get("INGEST_LIFECYCLE_SEED", "19")))
+    pool_mode = stack.env.get("INGEST_WORKER_MODE", "pool") == "pool"
     bundles: dict[int, dict[str, bytes]] = {}
-    overlap: list[str] = []
-    watching = threading.Event()
-
-    def watch_workers() -> None:
-        while not watching.wait(0.05):
-            for job_id in list(bundles):
-                running = [pid for pid in worker_processes(stack, job_id).values() if not stopped(pid)]
-                if len(running) > 1:
-                    overlap.append(f"job {job_id}: {running}")
-
-    watcher = threading.Thread(target=watch_workers, daemon=True)
-    watcher.start()
-    actions = ("upload",) * 4 + ("cancel", "retry", "kill pod", "manual FAILED", "restart operator")
-    restarts = 0
-    try:
+    actions = ("upload",) * 4 + ("cancel", "retry", "kill pod", "manual FAILED", "restart operator") + \
+        (("kill pool worker",) * 2 if pool_mode else ())
+    done = {"restart operator": 0, "kill pod": 0, "kill pool worker": 0}
+    with Writers(stack, job_store) as writers:
         while len(bundles) < 30:
             action = rng.choice(actions)
             jobs_so_far = sorted(bundles)
             target = rng.choice(jobs_so_far) if jobs_so_far else None
             if action == "upload" or target is None:
                 files = files_of(rng.randint(1, 5), rng.choice((1024, 64 * 1024, 256 * 1024)), f"r{len(bundles)}")
-                bundles[upload(api, bundle(files)[0])["job_id"]] = files
+                padding = OWN_POD if pool_mode and rng.random() < 0.25 else ()
+                bundles[upload(api, bundle(files, extra_members=padding)[0])["job_id"]] = files
             elif action == "cancel":
                 ingestcmd(stack, "cancel", "--job-id", str(target), "--reason", "driver cancel")
             elif action == "retry":
@@ -222,28 +219,29 @@ def test_random_interleaving_keeps_the_invariants(
             elif action == "kill pod":
                 for pod in worker_processes(stack, target):
                     kubectl("delete", "pod", pod, "--wait=false", check=False)
+                    done["kill pod"] += 1
+            elif action == "kill pool worker":
+                done["kill pool worker"] += kill_a_busy_pool_worker(stack, writers, f"ingest-{target}", rng)
             elif action == "manual FAILED":
                 kubectl("patch", "ingestjob", f"ingest-{target}", "--subresource=status", "--type=merge",
                         "-p", '{"status":{"state":"FAILED","exception":"driver says no"}}', check=False)
-            elif action == "restart operator" and restarts < 2:
-                restarts += 1
+            elif action == "restart operator" and done["restart operator"] < 2:
+                done["restart operator"] += 1
                 stack.kill("operator")
                 stack.start("operator")
             time.sleep(rng.random() * 0.5)
         for job_id in bundles:
             wait_complete(api, job_id, timeout=180)
-        # Quiescence: every rollback recorded, no worker left.
+
+        # Quiescence: every rollback recorded, no worker Pod of a job left, no claim held.
         def settled() -> bool:
             for job_id in bundles:
                 status = job_store.get(f"ingest-{job_id}")["status"]
                 if status["phase"] == "Failed" and status.get("attempts") and not status.get("rolledBack"):
                     return False
-            return not any(worker_processes(stack, job_id) for job_id in bundles)
+            return not any(worker_processes(stack, job_id) for job_id in bundles) and not writers.holding()
         wait_for(settled, timeout=120, what="rollbacks to finish and workers to exit")
-    finally:
-        watching.set()
-        watcher.join()
-    assert overlap == []
+    assert writers.overlaps == []
     outcomes = {"OK": 0, "FAILED": 0}
     for job_id, files in bundles.items():
         document = api.get(f"/get_state/{job_id}").json()
@@ -254,5 +252,25 @@ def test_random_interleaving_keeps_the_invariants(
             assert_all_files(s3, job_id, files)
         else:
             assert archive_keys(s3, job_id) == [], document
-    print(f"random driver: {len(bundles)} jobs, outcomes {outcomes}, operator restarts {restarts}")
+    print(f"random driver ({'pool' if pool_mode else 'pod'} mode): {len(bundles)} jobs, outcomes {outcomes}, {done}")
     assert outcomes["OK"] > 0 and outcomes["FAILED"] > 0
+    if pool_mode:
+        assert done["kill pool worker"] > 0, "the driver never caught a pool worker holding a job"
+
+
+def kill_a_busy_pool_worker(stack: Stack, writers: Writers, target: str, rng: random.Random) -> int:
+    """SIGKILL the pool worker holding `target`, or else one holding any job (waiting up to 2 s for
+    one); 1 if a process was killed. Its Pod fails; the operator retries each job it held."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        holding = writers.holding()
+        pods = [pod for pod, held in holding.items() if target in held] or sorted(holding)
+        pids = [pid for pid in (pid_of(stack, pod) for pod in pods) if pid is not None]
+        if pids:
+            try:
+                os.kill(rng.choice(pids), signal.SIGKILL)
+                return 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    return 0
