@@ -117,7 +117,7 @@ class Writers:
                     self.seen(job, relisted=True)
                 version = page["metadata"]["resourceVersion"]
                 while not self.stopping.is_set():
-                    for event in self.store.watch(version, timeout_seconds=5):
+                    for event in self.store.watch(version, timeout_seconds=2):
                         if event["type"] == "ERROR":
                             raise RuntimeError(str(event["object"]))
                         version = event["object"]["metadata"]["resourceVersion"]
