@@ -1,15 +1,15 @@
 """The warm pool: small bundles go to pool workers, large ones to a Pod of their own; leases fence.
 
 Pool workers are ordinary Pods the operator creates; the local pod runner runs them as processes,
-so these tests find a pool worker's process by its Pod name and stop (SIGSTOP) or kill (SIGKILL)
-it, as a hung or crashed node would.
+so these tests find a pool worker's process by its Pod name (the pod runner's pid files of this
+stack: other stacks on the machine run pool workers too) and stop (SIGSTOP) or kill (SIGKILL) it,
+as a hung or crashed node would.
 """
 from __future__ import annotations
 
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,25 +19,13 @@ import pytest
 from minio import Minio
 
 from ingest.kube import JobStore
+from ingest.local.launcher import Stack
 from tests.integration.bundles import bundle
 from tests.integration.helpers import archive_keys, upload, wait_complete, wait_for
+from tests.integration.writers import pool_worker_pids
 
 pytestmark = [pytest.mark.stack, pytest.mark.pool]
 POOL_LABEL = "ingest.pacifica.org/pool"
-
-
-def pool_pids() -> dict[str, int]:
-    """Pool worker Pod name -> pid of its process (the pod runner runs each Pod as a process)."""
-    found = {}
-    for pid in map(int, subprocess.run(["pgrep", "-f", "ingest.worker.pool"], capture_output=True, text=True).stdout.split()):
-        try:
-            environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        for item in environ:
-            if item.startswith(b"INGEST_POD_NAME=ingest-pool-"):
-                found[item.split(b"=", 1)[1].decode()] = pid
-    return found
 
 
 def signal_all(pids: dict[str, int], signum: int) -> None:
@@ -65,10 +53,10 @@ def step_until(pids: dict[str, int], condition: Callable[[], Any], what: str) ->
     raise AssertionError(f"never saw {what}")
 
 
-def stopped_while_writing(api: httpx.Client, s3: Minio, job_store: JobStore, body: bytes) -> tuple[int, str, dict[str, int]]:
+def stopped_while_writing(stack: Stack, api: httpx.Client, s3: Minio, job_store: JobStore, body: bytes) -> tuple[int, str, dict[str, int]]:
     """Upload `body` with every pool worker stopped, let them run until the job's first files land;
     returns the job id, the Pod holding it and the (stopped) pool workers."""
-    pids = wait_for(pool_pids, what="a pool worker")
+    pids = wait_for(lambda: pool_worker_pids(stack), what="a pool worker")
     signal_all(pids, signal.SIGSTOP)
     try:
         job_id = upload(api, body)["job_id"]
@@ -110,7 +98,7 @@ def test_a_bundle_above_the_pool_limit_gets_its_own_worker_pod(api: httpx.Client
 
 
 def test_a_pool_worker_killed_mid_job_is_replaced_and_the_job_ends_ok_with_every_file(
-    api: httpx.Client, s3: Minio, job_store: JobStore
+    stack: Stack, api: httpx.Client, s3: Minio, job_store: JobStore
 ) -> None:
     started = time.monotonic()
     warm_body, _ = many_files("warm")
@@ -119,14 +107,14 @@ def test_a_pool_worker_killed_mid_job_is_replaced_and_the_job_ends_ok_with_every
     duration = time.monotonic() - started  # what such a job costs here, now
 
     body, files = many_files("kill")
-    job_id, holder, pids = stopped_while_writing(api, s3, job_store, body)
+    job_id, holder, pids = stopped_while_writing(stack, api, s3, job_store, body)
     name = f"ingest-{job_id}"
     try:
         assert len(archive_keys(s3, job_id)) < len(files) + 1, "the job finished before it could be killed"
         killed = time.monotonic()
         os.kill(pids[holder], signal.SIGKILL)
     finally:
-        signal_all(pool_pids(), signal.SIGCONT)
+        signal_all(pool_worker_pids(stack), signal.SIGCONT)
     final = wait_complete(api, job_id, timeout=120)
     elapsed = time.monotonic() - killed
     job = job_store.get(name)
@@ -142,10 +130,10 @@ def test_a_pool_worker_killed_mid_job_is_replaced_and_the_job_ends_ok_with_every
 
 
 def test_a_hung_pool_worker_loses_its_lease_and_pod_and_the_job_is_retried(
-    api: httpx.Client, s3: Minio, job_store: JobStore, kubectl: Callable[..., Any]
+    stack: Stack, api: httpx.Client, s3: Minio, job_store: JobStore, kubectl: Callable[..., Any]
 ) -> None:
     body, files = many_files("hang", count=100)
-    pids = wait_for(pool_pids, what="a pool worker")
+    pids = wait_for(lambda: pool_worker_pids(stack), what="a pool worker")
     signal_all(pids, signal.SIGSTOP)
     try:
         job_id = upload(api, body)["job_id"]
@@ -159,7 +147,7 @@ def test_a_hung_pool_worker_loses_its_lease_and_pod_and_the_job_is_retried(
         wait_for(lambda: kubectl("get", "pod", holder, check=False).returncode != 0, timeout=60,
                  what="the operator to delete the hung pool worker's Pod")
     finally:
-        signal_all(pool_pids(), signal.SIGCONT)
+        signal_all(pool_worker_pids(stack), signal.SIGCONT)
     final = wait_complete(api, job_id, timeout=120)
     assert (final["state"], final["complete"]) == ("OK", True), final
     status = job_store.get(name)["status"]
@@ -170,21 +158,21 @@ def test_a_hung_pool_worker_loses_its_lease_and_pod_and_the_job_is_retried(
 
 
 def test_manual_failed_stops_the_pool_worker_rolls_back_and_the_worker_serves_on(
-    api: httpx.Client, s3: Minio, job_store: JobStore, kubectl: Callable[..., Any]
+    stack: Stack, api: httpx.Client, s3: Minio, job_store: JobStore, kubectl: Callable[..., Any]
 ) -> None:
     body, _ = many_files("cancel")
-    job_id, holder, _ = stopped_while_writing(api, s3, job_store, body)
+    job_id, holder, _ = stopped_while_writing(stack, api, s3, job_store, body)
     name = f"ingest-{job_id}"
     try:
         kubectl("patch", "ingestjob", name, "--subresource=status", "--type=merge",
                 "-p", '{"status":{"state":"FAILED","exception":"wrong run"}}')
     finally:
-        signal_all(pool_pids(), signal.SIGCONT)
+        signal_all(pool_worker_pids(stack), signal.SIGCONT)
     wait_for(lambda: "claimedBy" not in job_store.get(name)["status"], timeout=30,
              what="the pool worker to let go of the job")
     wait_for(lambda: archive_keys(s3, job_id) == [], timeout=30, what="the archive to be rolled back")
     document = api.get(f"/get_state/{job_id}").json()
     assert (document["state"], document["exception"], document["complete"]) == ("FAILED", "wrong run", True)
-    assert holder in pool_pids(), "the pool worker lives on"
+    assert holder in pool_worker_pids(stack), "the pool worker lives on"
     after = upload(api, bundle({"after/ok.txt": b"ok"})[0])["job_id"]
     assert wait_complete(api, after)["state"] == "OK"
