@@ -6,16 +6,15 @@ import signal
 import subprocess
 import time
 import types
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 
 from ingest import jobs
-from ingest.kube import JobStore, api_client
+from ingest.kube import JobStore
+from tests.emulated import job_store_in_new_namespace
 from tests.integration.helpers import wait_for
 from tests.integration.writers import Writers
 from tests.local.conftest import Emulator, start_emulator, stop_emulator
@@ -30,10 +29,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 
 @pytest.fixture()
 def store(emulator: Emulator) -> JobStore:
-    namespace = f"t-{uuid.uuid4().hex[:8]}"
-    client = api_client(config_file=str(emulator.kubeconfig))
-    kubernetes.client.CoreV1Api(client).create_namespace({"metadata": {"name": namespace}})
-    return JobStore(client, namespace)
+    return job_store_in_new_namespace(emulator)
 
 
 @pytest.fixture()

@@ -4,17 +4,16 @@ keeps its label, so the pool workers still see it."""
 from __future__ import annotations
 
 import types
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import kubernetes
 import pytest
 
 from ingest import jobs, lifecycle
 from ingest.config import Settings
-from ingest.kube import JobStore, api_client
+from ingest.kube import JobStore
 from ingest.operator.pool import Pool
+from tests.emulated import job_store_in_new_namespace
 from tests.local.conftest import Emulator, start_emulator, stop_emulator
 
 
@@ -27,10 +26,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 
 @pytest.fixture()
 def store(emulator: Emulator) -> JobStore:
-    namespace = f"t-{uuid.uuid4().hex[:8]}"
-    client = api_client(config_file=str(emulator.kubeconfig))
-    kubernetes.client.CoreV1Api(client).create_namespace({"metadata": {"name": namespace}})
-    return JobStore(client, namespace)
+    return job_store_in_new_namespace(emulator)
 
 
 def pool_of(store: JobStore) -> Pool:
