@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 from typing import Any, Final, Mapping, Sequence
 
 from ingest import jobs
@@ -165,14 +166,14 @@ class Job:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number read from a status field, else None (a hand-written `.inf` or `NaN` is unreadable)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 stamp = jobs.rfc3339

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import datetime
+import math
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ingest import jobs, lifecycle
@@ -66,6 +67,8 @@ STATUS_KEYS = st.sampled_from(["state", "task", "taskPercent", "complete", "upda
 
 
 @given(st.dictionaries(STATUS_KEYS, JSONISH, max_size=8))
+@example({"attempts": math.inf, "maxAttempts": -math.inf, "phase": "Running", "workerPod": "p"})
+@example({"attempts": "nan", "taskPercent": "1e999"})
 def test_an_unreadable_status_never_raises(status: dict[str, Any]) -> None:
     job = Job.of(body(**status))
     document = jobs.state_document(body(**status))
