@@ -195,12 +195,18 @@ class JobStore:
         return self.update_status(name, decide, known=known), written
 
     def watch(self, resource_version: str | None, timeout_seconds: int = 300,
-              label_selector: str | None = None) -> Iterator[dict[str, Any]]:
+              label_selector: str | None = None, field_selector: str | None = None) -> Iterator[dict[str, Any]]:
         """Raw watch events of the namespace's IngestJobs from `resource_version`."""
         watcher = kubernetes.watch.Watch()
         kwargs: dict[str, Any] = {"timeout_seconds": timeout_seconds, "allow_watch_bookmarks": True}
         if label_selector:
             kwargs["label_selector"] = label_selector
+        if field_selector:
+            kwargs["field_selector"] = field_selector
         if resource_version:
             kwargs["resource_version"] = resource_version
-        yield from watcher.stream(self.custom.list_namespaced_custom_object, *self._args(), **kwargs)
+        for event in watcher.stream(self.custom.list_namespaced_custom_object, *self._args(), **kwargs):
+            if event["type"] == "ERROR":  # e.g. 410 Gone: the caller lists again
+                body = event["object"] if isinstance(event["object"], dict) else {"message": str(event["object"])}
+                raise ApiException(status=body.get("code") or 500, reason=str(body.get("message")))
+            yield event

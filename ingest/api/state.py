@@ -235,9 +235,6 @@ class StateCache:
             if self._stop.is_set():
                 break
             job = event["object"]
-            if event["type"] == "ERROR":
-                code = job.get("code") if isinstance(job, dict) else None
-                raise ApiException(status=code or 500, reason=str(job.get("message") if isinstance(job, dict) else job))
             version = str(job["metadata"]["resourceVersion"])
             if event["type"] == "BOOKMARK":
                 continue

@@ -76,6 +76,11 @@ class Reconciler:
             pods[pod["metadata"]["name"]] = pod
         if name in self.known:
             self.reconcile(name)
+        elif not deleted:
+            # A finished job is outside the job watch: its Pod brings it back (podGC, rollback).
+            body = self.store.get(name)
+            if body is not None:
+                self.job_changed(body)
 
     def settle(self, name: str) -> None:
         """Drop a finished job with no Pods left from memory (it needs nothing until retention)."""

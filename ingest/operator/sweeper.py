@@ -5,9 +5,11 @@ Every few seconds it runs the reconciler over the jobs the watch has shown (no l
 is a pass over memory, plus API calls only where something is due). One job that cannot be read
 or reconciled is logged and skipped; it never stops the sweep for the others.
 
-Finished jobs with no Pods left are not in memory (`Reconciler.settle`); every few minutes
+Finished jobs with no Pods left are not in memory (`Reconciler.settle`), and kopf does not watch
+them (handlers.py); a change to one arrives on `finished.FinishedWatch`. Every few minutes
 `sweep_finished` reads them page by page (`fieldSelector=status.complete=true`, `limit`) for
-retention, so the pass costs one page of memory however many jobs are retained.
+retention and for whatever that watch missed, so the pass costs one page of memory however many
+jobs are retained.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import logging
 from typing import Any
 
 from ingest import jobs, logs
+from ingest.operator.finished import FINISHED
 from ingest.operator.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,6 @@ def sweep(reconciler: Reconciler) -> None:
         log.exception("could not scale the pool; trying again on the next sweep")
 
 
-FINISHED = "status.complete=true"  # the CRD declares status.complete selectable
 PAGE_SIZE = 500
 
 

@@ -181,3 +181,36 @@ def test_disconnected_watches_are_cleaned_up(kubeapi: Any, namespace: str) -> No
     while kubeapi.http("GET", "/_emulator/stats")[1]["watchers"] != baseline:
         assert time.monotonic() < deadline, "watchers leaked after disconnect"
         time.sleep(0.05)
+
+
+def test_field_selected_watch_on_selectable_field_sends_leaving_as_deleted(
+        jobs: Any, ingestjob: Any) -> None:
+    """The operator's watch of jobs in flight (`status.complete!=true`): a job that finishes leaves
+    the selection as DELETED and one made unfinished again (a retry) comes back as ADDED, as a
+    real API server sends them; the official client's watch sees exactly that."""
+    listed = jobs.list(field_selector="status.complete!=true")
+    assert listed["items"] == []
+    events: list[tuple[str, Any]] = []
+
+    def follow() -> None:
+        watch = kubernetes.watch.Watch()
+        for event in watch.stream(jobs.api.list_namespaced_custom_object, *jobs._args(),
+                                  field_selector="status.complete!=true", timeout_seconds=10,
+                                  resource_version=listed["metadata"]["resourceVersion"]):
+            events.append((event["type"], (event["object"].get("status") or {}).get("complete")))
+            if len(events) == 4:
+                watch.stop()
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    time.sleep(0.3)
+    jobs.create(ingestjob("ingest-1", 1))  # no status yet: not complete, so selected
+    jobs.patch_status("ingest-1", {"status": {"state": "OK", "complete": False}})
+    jobs.patch_status("ingest-1", {"status": {"complete": True}})
+    jobs.patch_status("ingest-1", {"status": {"state": "FAILED"}})  # outside the selection: unseen
+    jobs.patch_status("ingest-1", {"status": {"complete": False}})
+    thread.join(15)
+    assert events == [("ADDED", None), ("MODIFIED", False), ("DELETED", True), ("ADDED", False)]
+    finished = jobs.list(field_selector="status.complete=true", limit=1)
+    assert finished["items"] == []
+    assert [j["metadata"]["name"] for j in jobs.list(field_selector="status.complete==false")["items"]] == ["ingest-1"]
