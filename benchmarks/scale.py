@@ -158,8 +158,15 @@ def measure(count: int, folder: Path) -> dict[str, Any]:
             wait(lambda: complete(waiting), 120, f"job {waiting}")
 
             rng = random.Random(count)
+            busy = {name: cpu_seconds(stack.pids[name]) for name in ("kubeapi", "operator", "api")}
+            began = time.perf_counter()
             result["get_state_old"] = latencies(api, [rng.randint(1, count) for _ in range(REQUESTS)])
             result["get_state_new"] = latencies(api, [new[i % len(new)] for i in range(REQUESTS)])
+            # What each process spent while get_state was timed: the emulator's and the operator's
+            # background work (saves, retention) competes with the API for this machine's 2 cores.
+            result["cpu_share_during_get_state"] = {
+                name: round((cpu_seconds(stack.pids[name]) - before) / (time.perf_counter() - began), 2)
+                for name, before in busy.items()}
             result["api_rss_mib"] = round(rss_mib(stack.pids["api"]), 1)
             result["operator_rss_mib"] = round(rss_mib(stack.pids["operator"]), 1)
             result["kubeapi_rss_mib"] = round(rss_mib(stack.pids["kubeapi"]), 1)

@@ -7,7 +7,7 @@ administrator's edit, our own rollback record - and those changes arrive on this
 `status.complete=true`. It starts from the server's current resourceVersion (a one-item list), so
 it lists nothing either. When it cannot resume (410 Gone: the server's window has passed) it starts
 again from the current version; what changed in that gap is found by the retention pass
-(`sweeper.sweep_finished`), which reads every finished job page by page.
+(`sweeper.Retention`), which reads every finished job page by page.
 
 A DELETED event on a field-selected watch means the job left the selection or was deleted; one
 GET tells the two apart. A job that left (a retried job is unfinished again) is kopf's again.
@@ -39,6 +39,7 @@ class FinishedWatch:
         self.changed = changed
         self.gone = gone
         self._stop = threading.Event()
+        self.following = threading.Event()  # set once it has a version to watch from
         self._thread = threading.Thread(target=self._run, name="finished-jobs", daemon=True)
 
     def start(self) -> None:
@@ -53,6 +54,7 @@ class FinishedWatch:
             try:
                 if version is None:
                     version = self.current_version()
+                    self.following.set()
                 version = self._follow(version)
             except ApiException as error:
                 if error.status != 410:

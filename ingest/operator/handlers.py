@@ -23,14 +23,14 @@ from ingest.config import Settings
 from ingest.operator.finished import UNFINISHED, FinishedWatch
 from ingest.operator.podspec import POOL_WORKER, WORKER
 from ingest.operator.reconcile import Reconciler
-from ingest.operator.sweeper import sweep, sweep_finished
+from ingest.operator.sweeper import Retention, sweep
 from ingest.storage import Storage
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 5.0
-RETENTION_INTERVAL = 300.0  # finished jobs age out over days; one that changes is reconciled at once
 RETENTION_DELAY = 30.0  # the first retention pass leaves the start-up to the jobs in flight
+RETENTION_PAGE_INTERVAL = 1.0  # one page of finished jobs a second (sweeper.Retention)
 LIST_CHUNK = 500
 
 
@@ -63,7 +63,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.finished.start()
     memo.sweepers = [
         asyncio.create_task(every(SWEEP_INTERVAL, SWEEP_INTERVAL, lambda: sweep(reconciler), "sweep")),
-        asyncio.create_task(every(RETENTION_DELAY, RETENTION_INTERVAL, lambda: sweep_finished(reconciler), "retention")),
+        asyncio.create_task(every(RETENTION_DELAY, RETENTION_PAGE_INTERVAL, Retention(reconciler).step, "retention")),
     ]
 
 

@@ -45,7 +45,7 @@ class Reconciler:
         # Jobs and worker Pods as last seen on the watches: the sweeper's view, so it never lists.
         # A finished job leaves once it has no Pods left (`settle`): memory follows what is in
         # flight, not the jobs retained; retention re-reads finished jobs page by page
-        # (sweeper.sweep_finished).
+        # (sweeper.Retention).
         self.known: dict[str, Body] = {}
         self.pods: dict[str, dict[str, Body]] = {}
         self.unreadable: dict[str, str] = {}

@@ -7,14 +7,18 @@ or reconciled is logged and skipped; it never stops the sweep for the others.
 
 Finished jobs with no Pods left are not in memory (`Reconciler.settle`), and kopf does not watch
 them (handlers.py); a change to one arrives on `finished.FinishedWatch`. Every few minutes
-`sweep_finished` reads them page by page (`fieldSelector=status.complete=true`, `limit`) for
-retention and for whatever that watch missed, so the pass costs one page of memory however many
-jobs are retained.
+`Retention` reads them page by page (`fieldSelector=status.complete=true`, `limit`), one page a
+second, for retention and for whatever that watch missed: memory and the cost per second are one
+page however many jobs are retained (a pass over 100,000 takes a few minutes).
 """
 from __future__ import annotations
 
+import json
 import logging
+import time
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from ingest import jobs, logs
 from ingest.operator.finished import FINISHED
@@ -37,28 +41,62 @@ def sweep(reconciler: Reconciler) -> None:
 
 
 PAGE_SIZE = 500
+PASS_INTERVAL = 300.0  # finished jobs age out over days; a pass starts at most this often
 
 
-def sweep_finished(reconciler: Reconciler) -> None:
-    token: str | None = None
-    while True:
+class Retention:
+    """Passes over the finished jobs, one page per `step()`: the cost per step is one page
+    whatever the number retained; only the length of a pass grows with it.
+
+    A pass's continue token may expire between pages (a real server keeps a list's snapshot for
+    about five minutes): the 410 carries a token to go on from the same key without the snapshot,
+    which retention does not need; without one the pass starts over.
+    """
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.reconciler = reconciler
+        self.token: str | None = None
+        self.next_pass = 0.0
+
+    def step(self) -> None:
+        if self.token is None:
+            if time.monotonic() < self.next_pass:
+                return
+            self.next_pass = time.monotonic() + PASS_INTERVAL
         kwargs: dict[str, Any] = {"field_selector": FINISHED, "limit": PAGE_SIZE}
-        if token:
-            kwargs["_continue"] = token
-        page: Any = reconciler.store.custom.list_namespaced_custom_object(
-            jobs.GROUP, jobs.VERSION, reconciler.settings.namespace, jobs.PLURAL, **kwargs)
-        for body in page.get("items", []):
-            name = body["metadata"]["name"]
-            if name in reconciler.known:
-                continue  # the watch's copy is at least as new
-            with logs.job(logs.job_id_of_object(name)):
-                try:
-                    reconciler.known[name] = body
-                    reconciler.reconcile(name)
-                except Exception:
-                    log.exception("job %s: retention failed; trying again on the next pass", name)
-                finally:
-                    reconciler.settle(name)
-        token = (page.get("metadata") or {}).get("continue")
-        if not token:
+        if self.token:
+            kwargs["_continue"] = self.token
+        try:
+            page: Any = self.reconciler.store.custom.list_namespaced_custom_object(
+                jobs.GROUP, jobs.VERSION, self.reconciler.settings.namespace, jobs.PLURAL, **kwargs)
+        except ApiException as error:
+            if error.status != 410:
+                raise
+            self.token = inconsistent_token(error)
+            if self.token is None:
+                self.next_pass = 0.0
             return
+        for body in page.get("items", []):
+            self.retain(body)
+        self.token = (page.get("metadata") or {}).get("continue") or None
+
+    def retain(self, body: dict[str, Any]) -> None:
+        reconciler = self.reconciler
+        name = body["metadata"]["name"]
+        if name in reconciler.known:
+            return  # the watch's copy is at least as new
+        with logs.job(logs.job_id_of_object(name)):
+            try:
+                reconciler.known[name] = body
+                reconciler.reconcile(name)
+            except Exception:
+                log.exception("job %s: retention failed; trying again on the next pass", name)
+            finally:
+                reconciler.settle(name)
+
+
+def inconsistent_token(error: ApiException) -> str | None:
+    try:
+        return (json.loads(error.body or "{}").get("metadata") or {}).get("continue") or None
+    except (ValueError, AttributeError):
+        return None
