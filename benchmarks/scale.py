@@ -11,7 +11,8 @@ schema validation included, and saved as its `--data` file), then:
   Kubernetes API and the object store answering);
 - restarts the operator with a job waiting for it (uploaded while the operator was down) and
   measures the time until it acts on that job (its worker Pod started: the phase leaves Staged);
-- measures `get_state` latency (sequential requests over one keep-alive connection) for old jobs
+- once the operator's retention pass is under way (it reads a page of finished jobs a second),
+  measures `get_state` latency (sequential requests over one keep-alive connection) for old jobs
   (random finished ones: beyond the cache, read from the Kubernetes API) and new ones (in flight
   or just finished: from the cache);
 - reads the API's and the operator's RSS from /proc after all that.
@@ -47,6 +48,7 @@ from ingest.local.kubeapi.cluster import Cluster
 from ingest.local.kubeapi.resources import Registry
 from ingest.local.kubeapi.store import Store
 from ingest.local.launcher import Stack, parse_ports
+from ingest.operator.sweeper import RETENTION_DELAY
 from tests.integration.bundles import bundle
 from tests.integration.helpers import wait_for as wait
 
@@ -156,6 +158,8 @@ def measure(count: int, folder: Path) -> dict[str, Any]:
             result["operator_ready_cpu_seconds"] = cpu_seconds(stack.pids["operator"])
             new.append(waiting)
             wait(lambda: complete(waiting), 120, f"job {waiting}")
+            # Timed while the operator's retention pass reads finished jobs (a page a second).
+            time.sleep(max(0.0, started + RETENTION_DELAY + 5 - time.perf_counter()))
 
             rng = random.Random(count)
             busy = {name: cpu_seconds(stack.pids[name]) for name in ("kubeapi", "operator", "api")}

@@ -23,14 +23,12 @@ from ingest.config import Settings
 from ingest.operator.finished import UNFINISHED, FinishedWatch
 from ingest.operator.podspec import POOL_WORKER, WORKER
 from ingest.operator.reconcile import Reconciler
-from ingest.operator.sweeper import Retention, sweep
+from ingest.operator.sweeper import RETENTION_DELAY, RETENTION_PAGE_INTERVAL, Retention, sweep
 from ingest.storage import Storage
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 5.0
-RETENTION_DELAY = 30.0  # the first retention pass leaves the start-up to the jobs in flight
-RETENTION_PAGE_INTERVAL = 1.0  # one page of finished jobs a second (sweeper.Retention)
 LIST_CHUNK = 500
 
 

@@ -31,6 +31,7 @@ import asyncio
 import bisect
 import collections
 import dataclasses
+import gc
 import heapq
 import json
 from typing import Any, Callable, Iterable, Iterator
@@ -350,3 +351,7 @@ class Store:
             self._keys[resource] = sorted(bucket)
         # Nothing before the restart can be replayed: resuming from it must relist.
         self._floor = self.rv
+        # What was loaded lives as long as the server: out of the cyclic GC's sight, so a full
+        # collection never walks 100,000 objects (a pause of a second on a busy machine).
+        gc.collect()
+        gc.freeze()
