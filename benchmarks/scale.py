@@ -159,7 +159,7 @@ def measure(count: int, folder: Path) -> dict[str, Any]:
             new.append(waiting)
             wait(lambda: complete(waiting), 120, f"job {waiting}")
             # Timed while the operator's retention pass reads finished jobs (a page a second).
-            time.sleep(max(0.0, started + RETENTION_DELAY + 5 - time.perf_counter()))
+            time.sleep(max(0.0, started + RETENTION_DELAY + 15 - time.perf_counter()))
 
             rng = random.Random(count)
             busy = {name: cpu_seconds(stack.pids[name]) for name in ("kubeapi", "operator", "api")}

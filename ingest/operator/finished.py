@@ -9,6 +9,9 @@ it lists nothing either. When it cannot resume (410 Gone: the server's window ha
 again from the current version; what changed in that gap is found by the retention pass
 (`sweeper.Retention`), which reads every finished job page by page.
 
+An API server older than 1.31 cannot select on the field: the operator then watches every job, as
+before, and this watch is not needed (`selectable`).
+
 A DELETED event on a field-selected watch means the job left the selection or was deleted; one
 GET tells the two apart. A job that left (a retried job is unfinished again) is kopf's again.
 """
@@ -29,6 +32,18 @@ Body = dict[str, Any]
 FINISHED = "status.complete=true"
 UNFINISHED = "status.complete!=true"
 WATCH_SECONDS = 60
+
+
+def selectable(store: JobStore) -> bool:
+    """Can the server select jobs on `status.complete`? (CRD selectableFields: Kubernetes 1.31+.)"""
+    try:
+        store.custom.list_namespaced_custom_object(
+            jobs.GROUP, jobs.VERSION, store.namespace, jobs.PLURAL, field_selector=UNFINISHED, limit=1)
+    except ApiException as error:
+        if error.status == 400 and "field label" in str(error.body):
+            return False
+        raise
+    return True
 
 
 class FinishedWatch:

@@ -20,7 +20,7 @@ import kopf
 
 from ingest import jobs, kube, logs, metrics
 from ingest.config import Settings
-from ingest.operator.finished import UNFINISHED, FinishedWatch
+from ingest.operator.finished import UNFINISHED, FinishedWatch, selectable
 from ingest.operator.podspec import POOL_WORKER, WORKER
 from ingest.operator.reconcile import Reconciler
 from ingest.operator.sweeper import RETENTION_DELAY, RETENTION_PAGE_INTERVAL, Retention, sweep
@@ -45,7 +45,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.execution.max_workers = 16
     settings.watching.server_timeout = 300
     settings.watching.chunk_size = LIST_CHUNK
-    settings.watching.field_selectors[jobs.GROUP, jobs.VERSION, jobs.PLURAL] = UNFINISHED
     settings.watching.label_selectors["", "v1", "pods"] = f"{jobs.COMPONENT_LABEL} in ({WORKER},{POOL_WORKER})"
     settings.networking.request_timeout = 60
     config = Settings.from_env()
@@ -56,9 +55,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     reconciler = Reconciler(config, metrics.instrument_kubernetes(kube.api_client()), storage)
     memo.reconciler = reconciler
     await asyncio.to_thread(reconciler.pool.sync)
-    memo.finished = FinishedWatch(reconciler.store, changed=lambda body: job_seen(reconciler, body),
-                                  gone=lambda name: job_gone(reconciler, name))
-    memo.finished.start()
+    if await asyncio.to_thread(selectable, reconciler.store):
+        settings.watching.field_selectors[jobs.GROUP, jobs.VERSION, jobs.PLURAL] = UNFINISHED
+        memo.finished = FinishedWatch(reconciler.store, changed=lambda body: job_seen(reconciler, body),
+                                      gone=lambda name: job_gone(reconciler, name))
+        memo.finished.start()
+    else:
+        log.warning("the API server cannot select IngestJobs on status.complete (Kubernetes < 1.31): "
+                    "watching every job, finished ones included")
     memo.sweepers = [
         asyncio.create_task(every(SWEEP_INTERVAL, SWEEP_INTERVAL, lambda: sweep(reconciler), "sweep")),
         asyncio.create_task(every(RETENTION_DELAY, RETENTION_PAGE_INTERVAL, Retention(reconciler).step, "retention")),

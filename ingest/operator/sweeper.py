@@ -59,12 +59,15 @@ class Retention:
         self.reconciler = reconciler
         self.token: str | None = None
         self.next_pass = 0.0
+        self.began = 0.0
+        self.read = 0
 
     def step(self) -> None:
         if self.token is None:
             if time.monotonic() < self.next_pass:
                 return
-            self.next_pass = time.monotonic() + PASS_INTERVAL
+            self.began, self.read = time.monotonic(), 0
+            self.next_pass = self.began + PASS_INTERVAL
         kwargs: dict[str, Any] = {"field_selector": FINISHED, "limit": PAGE_SIZE}
         if self.token:
             kwargs["_continue"] = self.token
@@ -80,7 +83,10 @@ class Retention:
             return
         for body in page.get("items", []):
             self.retain(body)
+        self.read += len(page.get("items", []))
         self.token = (page.get("metadata") or {}).get("continue") or None
+        if self.token is None:
+            log.info("retention pass over %d finished jobs took %.0f s", self.read, time.monotonic() - self.began)
 
     def retain(self, body: dict[str, Any]) -> None:
         reconciler = self.reconciler

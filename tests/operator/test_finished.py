@@ -1,8 +1,10 @@
-"""The operator's watch of finished jobs, against the Kubernetes API emulator (real HTTP, the
-official client): it lists nothing, hands on every change to a finished job, and tells a job
-that left the selection (made unfinished again) from one that was deleted."""
+"""Finished jobs in the operator, against the Kubernetes API emulator (real HTTP, the official
+client): the watch lists nothing, hands on every change to a finished job, and tells a job that
+left the selection (made unfinished again) from one that was deleted; retention reads them a page
+at a time, keeps none in memory, and survives an expired continue token."""
 from __future__ import annotations
 
+import datetime
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,8 +13,12 @@ import kubernetes
 import pytest
 
 from ingest import jobs
+from ingest.config import Settings
 from ingest.kube import JobStore, api_client
+from ingest.operator import sweeper
 from ingest.operator.finished import FinishedWatch
+from ingest.operator.reconcile import Reconciler
+from ingest.storage import Storage
 from tests.local.conftest import Emulator, make_ingestjob, start_emulator, stop_emulator, wait_for
 
 
@@ -61,3 +67,49 @@ def test_changes_to_finished_jobs_arrive_and_deletions_are_told_from_leaving(sto
     finally:
         watch.stop()
     assert store.get("ingest-2") is not None
+
+
+@pytest.fixture(scope="module")
+def short_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """An emulator that keeps 5 events per resource: a list's continue token expires quickly."""
+    started = start_emulator(tmp_path_factory.mktemp("retention"), "--history", "5")
+    yield started
+    stop_emulator(started)
+
+
+def test_retention_reads_one_page_a_step_and_goes_on_past_an_expired_token(
+        short_history: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = api_client(config_file=str(short_history.kubeconfig))
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    kubernetes.client.CoreV1Api(client).create_namespace({"metadata": {"name": namespace}})
+    settings = Settings.from_env({"INGEST_NAMESPACE": namespace, "INGEST_JOB_RETENTION_DAYS": "30"})
+    reconciler = Reconciler(settings, client, Storage(settings))
+    store = reconciler.store
+    now = datetime.datetime.now(datetime.UTC)
+    for job_id in range(1, 11):  # odd ids finished 40 days ago (expired), even ones yesterday
+        store.create(make_ingestjob(jobs.job_name(job_id), job_id))
+        stamp = jobs.rfc3339(now - datetime.timedelta(days=40 if job_id % 2 else 1))
+        store.custom.patch_namespaced_custom_object_status(
+            jobs.GROUP, jobs.VERSION, namespace, jobs.PLURAL, jobs.job_name(job_id), {"status": {
+                "state": jobs.OK, "task": jobs.INGEST_METADATA, "taskPercent": 100.0, "complete": True,
+                "exception": "", "created": stamp, "updated": stamp, "finishedAt": stamp,
+                "phase": jobs.PHASE_SUCCEEDED}})
+    monkeypatch.setattr(sweeper, "PAGE_SIZE", 4)
+    retention = sweeper.Retention(reconciler)
+
+    def names() -> list[str]:
+        return sorted(job["metadata"]["name"] for job in store.list())
+
+    retention.step()  # ingest-1, ingest-10, ingest-2, ingest-3 (key order)
+    assert retention.token and names() == sorted(jobs.job_name(i) for i in (2, 4, 5, 6, 7, 8, 9, 10))
+    assert reconciler.known == {}  # finished jobs are read, never kept
+    store.patch(jobs.job_name(10), {"metadata": {"annotations": {"touched": "yes"}}})
+    for _ in range(6):  # more events than the emulator keeps: the token's snapshot is gone
+        store.patch(jobs.job_name(2), {"metadata": {"annotations": {"touched": str(_)}}})
+    retention.step()  # 410: nothing read; it goes on from the same key with the inconsistent token
+    assert retention.token and names() == sorted(jobs.job_name(i) for i in (2, 4, 5, 6, 7, 8, 9, 10))
+    while retention.token:
+        retention.step()
+    assert names() == sorted(jobs.job_name(i) for i in (2, 4, 6, 8, 10))
+    retention.step()  # the next pass waits for its interval
+    assert retention.token is None and names() == sorted(jobs.job_name(i) for i in (2, 4, 6, 8, 10))
