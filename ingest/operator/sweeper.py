@@ -42,7 +42,7 @@ def sweep(reconciler: Reconciler) -> None:
 
 PAGE_SIZE = 500
 PASS_INTERVAL = 300.0  # finished jobs age out over days; a pass starts at most this often
-RETENTION_DELAY = 30.0  # the first pass leaves the start-up to the jobs in flight
+RETENTION_DELAY = 5.0  # the first pass begins after the first sweep of the jobs in flight
 RETENTION_PAGE_INTERVAL = 1.0  # seconds between pages
 
 
