@@ -20,6 +20,8 @@ from ingest.operator.reconcile import Reconciler
 from ingest.storage import Storage
 from tests.local.conftest import Emulator, make_ingestjob, start_emulator, stop_emulator, wait_for
 
+pytestmark = pytest.mark.processes  # each test runs against an emulator process
+
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
