@@ -85,5 +85,9 @@ def test_retention_removes_staged_data_then_finished_jobs(stack: Stack, api: htt
     assert "StagedRemoved" in kubectl("describe", "ingestjob", f"ingest-{failed}").stdout
     with operator_settings(stack, INGEST_JOB_RETENTION_DAYS=str(1 / 86400)):  # one second
         wait_for(lambda: job_store.get(f"ingest-{done}") is None, timeout=30, what="the finished job's retention")
+        # Every finished job of the session expired with it: let the operator release them all
+        # before it restarts, or later tests see jobs vanish under them.
+        wait_for(lambda: not any(job["metadata"].get("deletionTimestamp") for job in job_store.list()),
+                 timeout=120, what="every expired job released")
     assert s3.get_object("ingest-archive", f"{done}/done.txt").read() == b"d", "retention never touches archived files"
     assert api.get(f"/get_state/{done}").status_code == 404
