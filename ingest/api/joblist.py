@@ -51,7 +51,7 @@ class Query:
 
 
 def parse_query(params: Any) -> Query:
-    text = params.get("limit") or str(DEFAULT_LIMIT)
+    text = params.get("limit", str(DEFAULT_LIMIT))  # only an absent limit takes the default: `limit=` is not an integer
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise HTTPException(400, f"limit must be an integer from 1 to {MAX_LIMIT}, got {text!r}")
     token = params.get("continue") or None

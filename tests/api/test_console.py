@@ -42,7 +42,7 @@ def test_query_defaults_and_bounds() -> None:
     assert parse_query({}) == Query(limit=DEFAULT_LIMIT, start=None, state=None, incomplete=False)
     assert parse_query({"limit": "500", "continue": "42", "state": "FAILED", "incomplete": "true"}) == \
         Query(limit=500, start=42, state="FAILED", incomplete=True)
-    for bad in ({"limit": "0"}, {"limit": "501"}, {"limit": "-1"}, {"limit": "١"}, {"continue": "abc"},
+    for bad in ({"limit": ""}, {"limit": "0"}, {"limit": "501"}, {"limit": "-1"}, {"limit": "١"}, {"continue": "abc"},
                 {"continue": "1" * 19}, {"incomplete": "maybe"}, {"state": "x" * 65}):
         with pytest.raises(HTTPException) as error:
             parse_query(bad)
