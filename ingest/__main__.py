@@ -1,4 +1,5 @@
-"""`python -m ingest config-table`: the Configuration table of the README, made from `ingest.config.ENV`."""
+"""`python -m ingest config-table`: the Configuration table of the README, made from the settings' declarations
+(`ingest.config.ENV`, one row per `setting(...)` in ingest/config/settings.py)."""
 from __future__ import annotations
 
 import sys

@@ -20,6 +20,8 @@ RELEASE: Final = "ingest"
 NAMESPACE: Final = "ingest"
 
 Manifest = dict[str, Any]
+# The settings that come from the Secret (ingest.s3Secret), never from the ConfigMap.
+CREDENTIALS: Final = frozenset({"INGEST_S3_ACCESS_KEY", "INGEST_S3_SECRET_KEY"})
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,6 +49,12 @@ def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
 def named(manifests: list[Manifest], kind: str, name: str) -> Manifest:
     (doc,) = [doc for doc in of_kind(manifests, kind) if doc["metadata"]["name"] == name]
     return doc
+
+
+def config_map(manifests: list[Manifest]) -> dict[str, str]:
+    """The service's settings as the chart writes them (every component loads them with envFrom)."""
+    data: dict[str, str] = named(manifests, "ConfigMap", "ingest-config")["data"]
+    return data
 
 
 def pod_specs(manifests: list[Manifest]) -> dict[str, dict[str, Any]]:

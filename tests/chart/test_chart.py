@@ -10,28 +10,28 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from ingest import config, jobs
+from ingest import jobs
 from ingest.operator.podspec import POOL_WORKER, WORKER
-from tests.chart.render import CHART, EVERYTHING_ON, REPO, Manifest, helm, named, of_kind, pod_specs, render
+from tests.chart.render import (
+    CHART,
+    CREDENTIALS,
+    EVERYTHING_ON,
+    REPO,
+    Manifest,
+    config_map,
+    helm,
+    named,
+    of_kind,
+    pod_specs,
+    render,
+)
 
 VALUES = {"default": (), "everything-on": (EVERYTHING_ON,)}
-CREDENTIALS = {"INGEST_S3_ACCESS_KEY", "INGEST_S3_SECRET_KEY"}
-# Settings the chart writes for code that does not read them yet (see docs/deploy.md): the
-# worker Pod's /move volume. When ingest/config.py gains one, this test fails until it is
-# removed from here.
-# Defaults the chart must choose itself, because they depend on the release.
-RELEASE_SPECIFIC = {"INGEST_NAMESPACE", "INGEST_S3_ENDPOINT", "INGEST_WORKER_SECRET"}
-# Defaults the chart chooses differently on purpose: on a cluster, logs go to a collector.
-CLUSTER_DEFAULTS = {"INGEST_LOG_FORMAT": "json"}
 
 
 @pytest.fixture(scope="module", params=sorted(VALUES))
 def manifests(request: pytest.FixtureRequest) -> list[Manifest]:
     return render(*VALUES[request.param])
-
-
-def config_map(manifests: list[Manifest]) -> dict[str, str]:
-    return named(manifests, "ConfigMap", "ingest-config")["data"]
 
 
 @pytest.mark.parametrize("values", sorted(VALUES))
@@ -93,23 +93,6 @@ def test_probes_use_the_real_health_endpoints(manifests: list[Manifest]) -> None
     port = operator["ports"][0]["containerPort"]
     assert f"--liveness=http://0.0.0.0:{port}/healthz" in operator["args"]
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-
-
-def test_config_map_holds_exactly_the_documented_settings(manifests: list[Manifest]) -> None:
-    names = {var.name for var in config.ENV}
-    assert set(config_map(manifests)) == names - CREDENTIALS
-
-
-def test_default_settings_are_the_services_defaults() -> None:
-    """Values say what the service would do anyway, so the chart cannot drift from config.py
-    (a number rendered as 1.073741824e+09 would fail here)."""
-    data = config_map(render())
-    chosen = {"INGEST_WORKER_IMAGE", "INGEST_WORKER_SERVICE_ACCOUNT"}  # equal to config.py's, for release "ingest"
-    for var in config.ENV:
-        if var.name in CREDENTIALS | RELEASE_SPECIFIC:
-            continue
-        assert data[var.name] == CLUSTER_DEFAULTS.get(var.name, var.default), var.name
-    assert chosen <= data.keys()
 
 
 def test_credentials_come_from_a_secret_never_from_values_in_pod_specs(manifests: list[Manifest]) -> None:
