@@ -570,7 +570,7 @@ def table(table_rows: list[Row]) -> str:
     header = ("workload", "ours", "baseline (untar + minio SDK)", "ratio", "target", "")
     cells = [header] + [(r.workload, r.ours, r.baseline, r.ratio, r.target, r.verdict) for r in table_rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any, Final, Mapping
+from collections.abc import Mapping
+from typing import Any, Final
 
 GROUP: Final = "ingest.pacifica.org"
 VERSION: Final = "v1"
@@ -102,11 +103,11 @@ def staged_keys(job_id: int) -> tuple[str, ...]:
 
 
 def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
 def rfc3339(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: object) -> datetime.datetime | None:
@@ -118,7 +119,7 @@ def parse_time(text: object) -> datetime.datetime | None:
         moment = datetime.datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment.astimezone(datetime.timezone.utc)
+    return moment.astimezone(datetime.UTC)
 
 
 def wire_time(text: str | None) -> str:

@@ -8,13 +8,15 @@ that was about to report progress.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import socket
 import time
 import uuid
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import kubernetes
 import urllib3
@@ -171,14 +173,15 @@ class JobStore:
                 "status": change,
             }
             try:
-                return retrying(lambda: self.custom.patch_namespaced_custom_object_status(*self._args(), name, body))
+                write = functools.partial(self.custom.patch_namespaced_custom_object_status, *self._args(), name, body)
+                return retrying(write)
             except ApiException as error:
                 if error.status != 409:
                     raise
                 time.sleep(min(0.5, 0.01 * 2**attempt))
         raise RuntimeError(f"IngestJob {name}: status kept changing under {attempts} attempts")
 
-    def apply(self, name: str, transition: Callable[..., "dict[str, Any] | None"], *, known: Job | None = None,
+    def apply(self, name: str, transition: Callable[..., dict[str, Any] | None], *, known: Job | None = None,
               **facts: Any) -> tuple[Job | None, bool]:
         """Move the job by a `lifecycle` transition (compare-and-swap); (the job, whether it was written).
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
-from typing import Any, Final, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from ingest import jobs
 
@@ -64,7 +65,7 @@ class Job:
     problems: tuple[str, ...]
 
     @classmethod
-    def of(cls, body: Mapping[str, Any]) -> "Job":
+    def of(cls, body: Mapping[str, Any]) -> Job:
         meta = body.get("metadata") or {}
         spec = body.get("spec") if isinstance(body.get("spec"), Mapping) else {}
         status = body.get("status") if isinstance(body.get("status"), Mapping) else {}

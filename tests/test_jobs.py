@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ingest import jobs, lifecycle
 from ingest.lifecycle import Job, Owner
 
-NOW = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=datetime.UTC)
 OWNER = Owner(1, "ingest-7-worker-1", "uid-1")
 
 

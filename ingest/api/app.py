@@ -6,7 +6,7 @@ import concurrent.futures
 import contextlib
 import logging
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import kubernetes
 import prometheus_client

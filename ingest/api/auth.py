@@ -22,8 +22,9 @@ import asyncio
 import hmac
 import ipaddress
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, TypedDict
+from typing import TypedDict
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Callable, Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from ingest.jobs import LOAD_METADATA
 

@@ -9,7 +9,8 @@ API feeds the scanner first), so the live member list is always ahead of the byt
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Final, Sequence
+from collections.abc import Sequence
+from typing import Any, Final
 
 from .index import Member, MemberType
 

@@ -31,7 +31,8 @@ import dataclasses
 import json
 import math
 import re
-from typing import Any, Final, Sequence
+from collections.abc import Sequence
+from typing import Any, Final
 
 from ingest.jobs import LOAD_METADATA, MOVE_FILES
 
@@ -129,7 +130,7 @@ def final_document(manifest: Manifest, job_id: int, file_ids: Sequence[int]) -> 
     """
     if len(file_ids) != len(manifest.files):
         raise ValueError(f"{len(file_ids)} file ids for {len(manifest.files)} Files entries")
-    ids = {entry.index: file_id for entry, file_id in zip(manifest.files, file_ids)}
+    ids = {entry.index: file_id for entry, file_id in zip(manifest.files, file_ids, strict=True)}
     document: list[dict[str, Any]] = []
     for index, item in enumerate(manifest.document):
         if item.get("destinationTable") == TRANSACTION_ID_TABLE:

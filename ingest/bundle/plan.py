@@ -25,7 +25,7 @@ the problem, so the scientist learns how to make the tar.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ingest.jobs import INGEST_FILES, LOAD_METADATA
 

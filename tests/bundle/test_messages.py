@@ -9,11 +9,21 @@ import gzip
 import json
 import pickle
 import tarfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from ingest.bundle import BundleError, Limits, TarIndex, archive_keys, entry_path, match, parse_metadata, parse_move_document
+from ingest.bundle import (
+    BundleError,
+    Limits,
+    TarIndex,
+    archive_keys,
+    entry_path,
+    match,
+    parse_metadata,
+    parse_move_document,
+)
 from ingest.bundle.digests import normalise_hashsum, normalise_hashtype
 from ingest.jobs import INGEST_FILES, LOAD_METADATA, MOVE_FILES, OPEN_TAR
 
@@ -36,7 +46,8 @@ def _match(files: dict[str, bytes], document: list[dict[str, Any]], extra: tuple
     return run
 
 
-def _doc(raw: bytes, limits: Limits = Limits()) -> Callable[[], object]:
+def _doc(raw: bytes, limits: Limits | None = None) -> Callable[[], object]:
+    limits = Limits() if limits is None else limits
     return lambda: parse_metadata(raw, limits)
 
 

@@ -38,7 +38,7 @@ def assert_matches_tarfile(raw: bytes, index: TarIndex) -> None:
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
         expected = tar.getmembers()
         assert [m.name for m in index.members] == [t.name.rstrip("/") for t in expected]
-        for member, ti in zip(index.members, expected):
+        for member, ti in zip(index.members, expected, strict=True):
             assert member.header_offset == ti.offset
             assert member.data_offset == ti.offset_data
             if ti.isreg():
@@ -558,7 +558,7 @@ def test_mutated_tars_fail_only_with_bundle_error(data: st.DataObject) -> None:
         raw[at:at] = data.draw(st.binary(min_size=1, max_size=600))
     else:
         # Corrupt a header field but keep the checksum valid, so the field parsers are exercised.
-        block_start = data.draw(st.sampled_from([n for n in range(0, min(len(raw), 8192), 512)]))
+        block_start = data.draw(st.sampled_from(list(range(0, min(len(raw), 8192), 512))))
         field = data.draw(st.sampled_from(["name", "mode", "size", "mtime", "typeflag", "linkname", "magic", "prefix"]))
         raw = bytearray(patch_header(bytes(raw), block_start, **{field: data.draw(st.binary(max_size=160))}))
     chunks = data.draw(st.one_of(st.none(), st.lists(st.integers(1, 2000), min_size=1, max_size=5)))

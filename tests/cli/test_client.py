@@ -13,8 +13,9 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from pacifica.uploader.bundler import Bundler
@@ -34,7 +35,7 @@ TREE = {
     "empty.dat": b"",
     "mywork/experiment/notes.txt": b"notes\n" * 10,
     "mywork/raw/big.bin": bytes(range(256)) * 9000,  # > 2 MiB: several chunks
-    "ünïcødé/файл.txt": "unicode works".encode(),
+    "ünïcødé/файл.txt": b"unicode works",
     "deep/" + "d" * 120 + "/long-name-" + "n" * 90 + ".csv": b"a,b\n1,2\n",  # PAX long name
 }
 
@@ -102,7 +103,7 @@ def test_bundle_equals_what_pacificas_bundler_writes(tmp_path: Path) -> None:
     ])
     handles = [(tree / relative).open("rb") for relative in sorted(TREE)]
     file_data = [{"name": f"data/{relative}", "size": len(TREE[relative]), "mtime": MTIME, "fileobj": handle}
-                 for relative, handle in zip(sorted(TREE), handles)]
+                 for relative, handle in zip(sorted(TREE), handles, strict=True)]
     theirs = io.BytesIO()
     try:
         Bundler(metadata, file_data).stream(theirs)

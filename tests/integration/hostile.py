@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from tests.bundle.builders import END, pad, patch_header, raw_header

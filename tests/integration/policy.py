@@ -18,7 +18,7 @@ class PolicyServer:
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 document = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 owner.requests.append((dict(self.headers), document))
                 project = next((item.get("value") for item in document
@@ -39,7 +39,7 @@ class PolicyServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ingest"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def start(self) -> "PolicyServer":
+    def start(self) -> PolicyServer:
         self.thread.start()
         return self
 

@@ -66,7 +66,7 @@ def test_move_documents_past_the_budget_get_503_and_make_no_job(replica: str, jo
     try:
         for count in (1, 2):
             held.append(Held(replica, "/move", "application/json", size, b"["))
-            wait_for(lambda: used(replica) >= count * size * MOVE_DOCUMENT_COST, timeout=30, what=f"{count} reservations")
+            wait_for(lambda count=count: used(replica) >= count * size * MOVE_DOCUMENT_COST, timeout=30, what=f"{count} reservations")
         before = {job["metadata"]["name"] for job in job_store.list()}
         response = httpx.post(f"{replica}/move", content=move_document(size), headers={"Content-Type": "application/json"}, timeout=60)
         assert response.status_code == 503, response.text

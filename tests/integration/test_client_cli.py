@@ -25,7 +25,7 @@ def ingest(*args: str) -> subprocess.CompletedProcess[str]:
 
 def make_tree(root: Path, count: int) -> dict[str, bytes]:
     files = {f"run-{index % 7}/sample-{index:03d}.dat": f"sample {index}\n".encode() * (index + 1) for index in range(count)}
-    files["top level ünïcødé.txt"] = "top\n".encode()
+    files["top level ünïcødé.txt"] = b"top\n"
     for relative, data in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(data)

@@ -9,7 +9,7 @@ The limits are the stack's (`TEST_SETTINGS` in conftest.py).
 from __future__ import annotations
 
 import json
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest

@@ -21,7 +21,7 @@ def test_root_answers_like_pacifica(api: httpx.Client) -> None:
 
 def test_bundle_is_ingested_and_files_are_in_the_archive(api: httpx.Client, s3: Minio) -> None:
     files = {"mywork/experiment/notes.txt": b"hello\n", "mywork/raw/data.bin": bytes(range(256)) * 1000,
-             "empty.txt": b"", "ünïcødé/файл.txt": "unicode works".encode()}
+             "empty.txt": b"", "ünïcødé/файл.txt": b"unicode works"}
     body, metadata = bundle(files)
     accepted = upload(api, body)
     assert accepted["state"] == "OK" and accepted["task"] == "UPLOADING"

@@ -9,7 +9,7 @@ import contextlib
 import os
 import signal
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import kubernetes

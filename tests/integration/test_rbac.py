@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -40,7 +41,7 @@ def expire_a_finished_job(api: httpx.Client, kubectl: Callable[..., Any]) -> Non
     body, _ = bundle({"rbac/retention.txt": b"retention"})
     job_id = upload(api, body)["job_id"]
     assert wait_complete(api, job_id)["state"] == "OK"
-    old = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=400)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    old = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=400)).strftime("%Y-%m-%dT%H:%M:%SZ")
     kubectl("patch", "ingestjob", f"ingest-{job_id}", "--subresource=status", "--type=merge",
             "-p", f'{{"status": {{"finishedAt": "{old}"}}}}')
     deadline = time.monotonic() + 60

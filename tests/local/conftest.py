@@ -17,7 +17,8 @@ import sys
 import time
 import urllib.request
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -89,7 +90,7 @@ def start_emulator(folder: pathlib.Path, *extra: str, port: int | None = None) -
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError((folder / f"kubeapi-{port}.log").read_text())
+                raise RuntimeError((folder / f"kubeapi-{port}.log").read_text()) from None
             time.sleep(0.05)
     kubeconfig = write_kubeconfig(folder / "kubeconfig", url, "admin")
     return Emulator(url, port, folder, process, kubeconfig)
