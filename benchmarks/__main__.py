@@ -29,8 +29,8 @@ ratio can be explained rather than guessed at.
 - scale (only when asked: it starts stacks of its own): 100,000 retained jobs against 1,000, see
   benchmarks/scale.py.
 
-    python -m benchmarks [--only large,small,latency,tus,console,burst,get_state,scale] [--quick] [--json FILE] [--set NAME=VALUE]
-                         [--profile DIR]   # py-spy the API and the workers (perturbs the figures)
+    python -m benchmarks [--only large,small,latency,tus,console,burst,get_state,scale] [--quick] [--json FILE]
+                         [--set NAME=VALUE] [--profile DIR]   # py-spy the API and the workers (perturbs the figures)
 """
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ from ingest.local.launcher import Stack, parse_ports
 
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 MB = 1_000_000
-WORKLOADS = ("large", "small", "latency", "tus", "console", "burst", "get_state")  # run order: get_state's 10,000 jobs go last
+WORKLOADS = ("large", "small", "latency", "tus", "console", "burst",
+             "get_state")  # run order: get_state's 10,000 jobs go last
 BASELINE_BUCKET = "bench-baseline"
 ARCHIVE_BUCKET = "ingest-archive"
 JOBS_PATH = "/apis/ingest.pacifica.org/v1/namespaces/{namespace}/ingestjobs"
@@ -318,7 +319,9 @@ class Context:
 def transfer_workload(ctx: Context, name: str, *, files: int, size: int, threads: int) -> dict[str, Any]:
     free = shutil.disk_usage(ctx.scratch).free
     if free < 5 * files * size + 2 * GiB:
-        raise RuntimeError(f"only {free / GiB:.1f} GiB free under {ctx.scratch}; {name} needs ~{5 * files * size / GiB:.1f} GiB")
+        raise RuntimeError(
+            f"only {free / GiB:.1f} GiB free under {ctx.scratch}; {name} needs ~{5 * files * size / GiB:.1f} GiB"
+        )
     bundle = write_bundle(ctx.scratch / f"{name}.tar", files=files, size=size, seed=len(name))
     bundle_bytes = bundle.size
     try:
@@ -519,7 +522,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
     if "large" in results:
         r = results["large"]
         label = f"large ({r['files']} x {r['file_bytes'] // MiB} MiB)"
-        out.append(Row(label, f"{r['ours_seconds']:.1f} s (POST {r['ours_post_seconds']:.1f} s), {r['ours_mb_s']:.0f} MB/s",
+        out.append(Row(label,
+                       f"{r['ours_seconds']:.1f} s (POST {r['ours_post_seconds']:.1f} s), {r['ours_mb_s']:.0f} MB/s",
                        f"{r['baseline_seconds']:.1f} s, {r['baseline_mb_s']:.0f} MB/s", f"{r['ratio']:.2f}",
                        ">= 0.45 x baseline", r["ratio"] >= 0.45))
         api = r["peak_rss_bytes"]["api"] / MB
@@ -541,7 +545,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
                        ">= 1500 req/s, p99 < 25 ms",
                        r["requests_per_second"] >= 1500 and r["p99_ms"] < 25 and r["errors"] == 0))
     if "burst" in results:
-        out.extend(Row(workload, ours, "", "", target, met) for workload, ours, target, met in burst.targets(results["burst"]))
+        out.extend(Row(workload, ours, "", "", target, met) for workload, ours, target,
+                   met in burst.targets(results["burst"]))
     if "tus" in results:
         r = results["tus"]
         out.append(Row(f"tus ({r['bundle_bytes'] / GiB:.1f} GiB, {r['chunk_bytes'] // MiB} MiB PATCHes, to staged)",
@@ -553,15 +558,22 @@ def rows(results: dict[str, Any]) -> list[Row]:
                        f"POST {r['post_seconds']:.1f} s", f"{r['small_chunk_ratio']:.2f}", "(for the record)", None))
     if "console" in results:
         r = results["console"]
-        out.append(Row(f"console: Jobs page first paint ({r['jobs']} jobs)",
-                       f"{r['first_paint_ms']:.0f} ms (GET /jobs {r['list_newest_ms']:.0f} ms, 50 pages deep {r['list_deep_ms']:.0f} ms)",
-                       f"{r['baseline_first_paint_ms']:.0f} ms with {r['baseline_jobs']} jobs "
-                       f"(GET /jobs {r['baseline_list_newest_ms']:.0f} ms)",
-                       f"{r['first_paint_ms'] / r['baseline_first_paint_ms']:.2f}", "< 1000 ms",
-                       r["first_paint_ms"] < 1000))
+        out.append(
+            Row(
+                f"console: Jobs page first paint ({r['jobs']} jobs)",
+                f"{r['first_paint_ms']:.0f} ms (GET /jobs {r['list_newest_ms']:.0f} ms, "
+                f"50 pages deep {r['list_deep_ms']:.0f} ms)",
+                f"{r['baseline_first_paint_ms']:.0f} ms with {r['baseline_jobs']} jobs "
+                f"(GET /jobs {r['baseline_list_newest_ms']:.0f} ms)",
+                f"{r['first_paint_ms'] / r['baseline_first_paint_ms']:.2f}",
+                "< 1000 ms",
+                r["first_paint_ms"] < 1000,
+            )
+        )
     if "latency" in results:
         r = results["latency"]
-        out.append(Row(f"latency (1 file, {r['runs']} runs)", f"median {r['median_seconds']:.2f} s, p90 {r['p90_seconds']:.2f} s",
+        out.append(Row(f"latency (1 file, {r['runs']} runs)",
+                       f"median {r['median_seconds']:.2f} s, p90 {r['p90_seconds']:.2f} s",
                        "", "", "median <= 3 s", r["median_seconds"] <= 3))
     return out
 
@@ -595,8 +607,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for the stack's API, operator and workers, e.g. INGEST_PART_SIZE=8388608")
-    parser.add_argument("--profile", type=Path, help="py-spy the API and the workers into this folder (perturbs figures)")
-    parser.add_argument("--large-files", type=int, help="64 MiB files in the large bundle (default 16: 1 GiB; 32: 2 GiB)")
+    parser.add_argument("--profile", type=Path,
+                        help="py-spy the API and the workers into this folder (perturbs figures)")
+    parser.add_argument("--large-files", type=int,
+                        help="64 MiB files in the large bundle (default 16: 1 GiB; 32: 2 GiB)")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(chosen) - set(WORKLOADS) - {"scale"}
@@ -661,7 +675,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print(f"py-spy profiles (raw collapsed stacks) in {args.profile}")
     if args.json:
-        document = {"quick": args.quick, "settings": dict(item.split("=", 1) for item in args.set), "cpus": os.cpu_count(), "sizes": dataclasses.asdict(sizes),
+        document = {"quick": args.quick, "settings": dict(item.split("=", 1) for item in args.set),
+                    "cpus": os.cpu_count(), "sizes": dataclasses.asdict(sizes),
                     "results": results, "failures": failures,
                     "targets": [dataclasses.asdict(row) | {"verdict": row.verdict} for row in table_rows]}
         args.json.write_text(json.dumps(document, indent=2))

@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"starting the local stack in {temp} ...", flush=True)
             stack.up()
             print("building the requests ...", flush=True)
-            upload_body, _ = bundle({"big-metadata/a.txt": b"a"}, metadata=metadata_at_limit(defaults.max_metadata_bytes))
+            upload_body, _ = bundle({"big-metadata/a.txt": b"a"},
+                                    metadata=metadata_at_limit(defaults.max_metadata_bytes))
             documents = [move_document(root, args.move_mib * MiB, seed) for seed in range(args.moves)]
             api_pid = stack.pids["api"]
             time.sleep(2)
@@ -166,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
             deadline = began + 1200
             with concurrent.futures.ThreadPoolExecutor(args.uploads + args.moves + 1) as pool:
                 small = pool.submit(small_uploads, stack.api_url, stop_small)
-                large = [pool.submit(post_until_accepted, stack.api_url, "/upload", upload_body, "application/octet-stream", deadline)
+                large = [pool.submit(post_until_accepted, stack.api_url, "/upload", upload_body,
+                                     "application/octet-stream", deadline)
                          for _ in range(args.uploads)]
-                large += [pool.submit(post_until_accepted, stack.api_url, "/move", document, "application/json", deadline)
+                large += [pool.submit(post_until_accepted, stack.api_url, "/move", document, "application/json",
+                                      deadline)
                           for document in documents]
                 outcomes = [future.result() for future in large]
                 seconds = time.monotonic() - began
@@ -187,17 +190,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"API memory limit in the chart      {limit / MiB:.0f} MiB; budget INGEST_API_MEMORY_BUDGET_BYTES "
           f"{defaults.api_memory_budget_bytes / MiB:.0f} MiB")
     print(f"API RSS idle (baseline, same run)  {idle / MiB:.0f} MiB")
-    print(f"API peak RSS under the load        {peak.peak / MiB:.0f} MiB = {100 * peak.peak / limit:.0f} % of the limit, "
-          f"{100 * spare:.0f} % to spare (target >= {100 * SPARE_TARGET:.0f} %): {'PASS' if spare >= SPARE_TARGET else 'MISS'}")
+    print(
+        f"API peak RSS under the load        {peak.peak / MiB:.0f} MiB = {100 * peak.peak / limit:.0f} % "
+        f"of the limit, {100 * spare:.0f} % to spare (target >= {100 * SPARE_TARGET:.0f} %): "
+        f"{'PASS' if spare >= SPARE_TARGET else 'MISS'}"
+    )
     for label, results, size in (("uploads, metadata.txt at the limit", uploads, len(upload_body)),
                                  ("/move documents", moves, len(documents[0]) if documents else 0)):
         statuses = sorted(result["status"] for result in results)
         print(f"{len(results)} {label} ({size / MiB:.0f} MiB each): final statuses {statuses}, "
               f"503 + Retry-After {sum(result['refused'] for result in results)} times before acceptance")
-    print(f"small uploads meanwhile            {small_result['posted']} accepted, {small_result['completed_ok']} completed OK, "
-          f"statuses {small_result['statuses']}, POST median {small_result['post_median_s']} s, max {small_result['post_max_s']} s")
+    print(
+        f"small uploads meanwhile            {small_result['posted']} accepted, "
+        f"{small_result['completed_ok']} completed OK, statuses {small_result['statuses']}, "
+        f"POST median {small_result['post_median_s']} s, max {small_result['post_max_s']} s"
+    )
     print(f"large requests dropped by the connection before an answer (retried): {sum(r['dropped'] for r in outcomes)}")
-    print(f"API log lines with ERROR or Traceback: {len(problems)}" + "".join(f"\n    {line[:300]}" for line in problems[:10]))
+    print(
+        f"API log lines with ERROR or Traceback: {len(problems)}"
+        + "".join(f"\n    {line[:300]}" for line in problems[:10])
+    )
     print(f"wall time                          {seconds:.0f} s")
     ok = (spare >= SPARE_TARGET and all(result["status"] != 503 for result in outcomes)
           and all(isinstance(status, int) and (status < 500 or status == 503) for status in small_result["statuses"])

@@ -52,7 +52,8 @@ def test_wire_time_reads_rfc3339_and_nothing_else(text: str, expected: str) -> N
 
 @given(st.datetimes(min_value=datetime.datetime(1970, 1, 2), max_value=datetime.datetime(9998, 12, 30)),
        st.integers(min_value=-23 * 60, max_value=23 * 60), st.booleans())
-def test_parse_time_round_trips_any_offset_and_fraction(moment: datetime.datetime, minutes: int, fraction: bool) -> None:
+def test_parse_time_round_trips_any_offset_and_fraction(moment: datetime.datetime, minutes: int,
+                                                        fraction: bool) -> None:
     zone = datetime.timezone(datetime.timedelta(minutes=minutes))
     local = moment.replace(tzinfo=zone, microsecond=moment.microsecond if fraction else 0)
     text = local.isoformat(timespec="microseconds" if fraction else "seconds")
@@ -60,7 +61,8 @@ def test_parse_time_round_trips_any_offset_and_fraction(moment: datetime.datetim
 
 
 JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                       lambda inner: st.lists(inner,
+                                              max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
                        max_leaves=8)
 STATUS_KEYS = st.sampled_from(["state", "task", "taskPercent", "complete", "updated", "created", "phase", "attempts",
                                "workerPod", "workerUid", "exception", "finishedAt", "maxAttempts", "rolledBack"])
@@ -80,7 +82,8 @@ def test_an_unreadable_status_never_raises(status: dict[str, Any]) -> None:
 def test_a_garbage_time_is_a_problem_not_an_exception() -> None:
     job = Job.of(body(**{**jobs.initial_status(), "updated": "garbage"}))
     assert job.problems and "updated" in job.problems[0]
-    assert jobs.state_document(body(updated="garbage", created="2026-01-01T00:00:00.5Z"))["updated"] == "2026-01-01 00:00:00"
+    assert jobs.state_document(body(updated="garbage",
+                                    created="2026-01-01T00:00:00.5Z"))["updated"] == "2026-01-01 00:00:00"
 
 
 # --- transitions ------------------------------------------------------------------------------
@@ -88,7 +91,8 @@ def test_the_happy_path() -> None:
     job = running()
     assert Job.of(job).owner == OWNER and Job.of(job).phase == jobs.PHASE_RUNNING
     job = apply(job, lifecycle.step(Job.of(job), NOW, owner=OWNER, task=jobs.INGEST_FILES, percent=50.0))
-    assert (job["status"]["task"], job["status"]["taskPercent"], job["status"]["complete"]) == (jobs.INGEST_FILES, 50.0, False)
+    assert (job["status"]["task"], job["status"]["taskPercent"],
+            job["status"]["complete"]) == (jobs.INGEST_FILES, 50.0, False)
     job = apply(job, lifecycle.succeeded(Job.of(job), NOW, owner=OWNER))
     done = Job.of(job)
     assert (done.phase, done.complete, done.state, done.percent) == (jobs.PHASE_SUCCEEDED, True, jobs.OK, 100.0)
@@ -109,7 +113,8 @@ def test_transitions_that_do_not_apply_write_nothing() -> None:
                                    Owner(1, OWNER.pod, "uid-of-a-namesake")])
 def test_the_fence_refuses_every_other_worker(other: Owner) -> None:
     job = Job.of(running())
-    for transition in (lifecycle.step, lifecycle.succeeded, lifecycle.bundle_failed, lifecycle.heartbeat, lifecycle.committing):
+    for transition in (lifecycle.step, lifecycle.succeeded, lifecycle.bundle_failed, lifecycle.heartbeat,
+                       lifecycle.committing):
         facts = {"task": jobs.OPEN_TAR, "percent": 1.0} if transition is lifecycle.step else \
             {"task": jobs.OPEN_TAR, "message": "m"} if transition is lifecycle.bundle_failed else {}
         assert transition(job, NOW, owner=other, **facts) is None
@@ -118,7 +123,9 @@ def test_the_fence_refuses_every_other_worker(other: Owner) -> None:
 
 def test_attempt_n_plus_one_only_after_rollback() -> None:
     job = running()
-    job = apply(job, lifecycle.worker_lost(Job.of(job), NOW, owner=OWNER, message="gone", retryable=True, default_attempts=3))
+    job = apply(job,
+                lifecycle.worker_lost(Job.of(job), NOW, owner=OWNER, message="gone", retryable=True,
+                                      default_attempts=3))
     view = Job.of(job)
     assert view.phase == jobs.PHASE_STAGED and view.needs_rollback and not lifecycle.may_start(view)
     assert lifecycle.worker_started(view, NOW, owner=Owner(2, "p2", "u2")) is None
@@ -131,7 +138,8 @@ def test_attempt_n_plus_one_only_after_rollback() -> None:
 
 def test_worker_lost_fails_once_attempts_are_used_up_or_for_the_bundles_fault() -> None:
     job = Job.of(running())
-    assert lifecycle.worker_lost(job, NOW, owner=OWNER, message="m", retryable=True, default_attempts=1)["phase"] == jobs.PHASE_FAILED
+    assert lifecycle.worker_lost(job, NOW, owner=OWNER, message="m", retryable=True,
+                                 default_attempts=1)["phase"] == jobs.PHASE_FAILED
     failed = lifecycle.worker_lost(job, NOW, owner=OWNER, message="m", retryable=False, default_attempts=3)
     assert (failed["state"], failed["taskPercent"], failed["complete"]) == (jobs.FAILED, 0.0, True)
 
@@ -149,7 +157,8 @@ def test_a_manual_failure_is_final_and_keeps_the_administrators_fields() -> None
     assert set(patch) == {"phase", "complete", "finishedAt"}
     job = apply(job, patch)
     after = job["status"]
-    assert (after["state"], after["task"], after["taskPercent"], after["exception"], after["complete"], after["phase"]) == \
+    assert (after["state"], after["task"], after["taskPercent"], after["exception"], after["complete"],
+            after["phase"]) == \
         ("FAILED", jobs.UPLOADING, 42.5, "stuck", True, jobs.PHASE_FAILED)
     assert Job.of(job).needs_rollback
 
@@ -204,13 +213,15 @@ def act(job: dict[str, Any], action: str) -> tuple[dict[str, Any] | None, bool]:
     if action == "step":
         return lifecycle.step(view, NOW, owner=owner, task=jobs.INGEST_FILES, percent=50.0), False
     if action == "old_worker_step":
-        return lifecycle.step(view, NOW, owner=Owner(owner.attempt - 1, "p0", "u"), task=jobs.INGEST_FILES, percent=1.0), False
+        return lifecycle.step(view, NOW, owner=Owner(owner.attempt - 1, "p0", "u"), task=jobs.INGEST_FILES,
+                              percent=1.0), False
     if action == "succeed":
         return lifecycle.succeeded(view, NOW, owner=owner), False
     if action == "bundle_fail":
         return lifecycle.bundle_failed(view, NOW, owner=owner, task=jobs.LOAD_METADATA, message="bad"), False
     if action in ("lose", "lose_for_good"):
-        return lifecycle.worker_lost(view, NOW, owner=owner, message="m", retryable=action == "lose", default_attempts=2), False
+        return lifecycle.worker_lost(view, NOW, owner=owner, message="m", retryable=action == "lose",
+                                     default_attempts=2), False
     if action == "cancel":
         return lifecycle.cancel(view, NOW, reason="c"), True
     if action == "admin_failed":

@@ -35,6 +35,8 @@ from ingest.config import Settings
 from ingest.storage import Storage
 
 log = logging.getLogger(__name__)
+# The methods a metric label may name; anything else is "other" (labels must stay few).
+METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"})
 
 
 async def root(request: Request) -> JSONResponse:
@@ -98,7 +100,7 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             handler = getattr(route, "path", None) or "other"
-            method = scope["method"] if scope["method"] in ("GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS") else "other"
+            method = scope["method"] if scope["method"] in METHODS else "other"
             metrics.HTTP_REQUESTS.labels(handler, method, str(code)).inc()
             metrics.HTTP_DURATION.labels(handler, method).observe(time.perf_counter() - started)
 

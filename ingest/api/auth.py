@@ -131,13 +131,19 @@ class Authentication:
         return " or ".join(ways)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES) or is_preflight(scope):
+        if (
+            scope["type"] != "http"
+            or scope["path"] in OPEN_PATHS
+            or scope["path"].startswith(OPEN_PREFIXES)
+            or is_preflight(scope)
+        ):
             await self.app(scope, receive, send)
             return
         try:
             user = await self.user(scope)
         except IssuerUnavailable:
-            response = error_response(503, "the identity provider does not answer; try again shortly", {"Retry-After": "5"})
+            response = error_response(503, "the identity provider does not answer; try again shortly",
+                                      {"Retry-After": "5"})
             await response(scope, receive, send)
             return
         if user is None:

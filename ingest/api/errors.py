@@ -35,7 +35,8 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     if transient(exc):
         log.warning("%s %s: the Kubernetes API is unavailable: %s", request.method, request.url.path, exc)
-        return error_response(503, "the Kubernetes API is unavailable right now; try again shortly", {"Retry-After": "5"})
+        return error_response(503, "the Kubernetes API is unavailable right now; try again shortly",
+                              {"Retry-After": "5"})
     log.exception("unexpected error serving %s %s", request.method, request.url.path)
     return error_response(500, f"internal error: {type(exc).__name__}; the service log has the details")
 

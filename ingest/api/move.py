@@ -34,7 +34,10 @@ def document_limit(services: Services) -> tuple[int, str]:
     configured = services.settings.max_metadata_bytes
     parsable = services.budget.large_limit // MOVE_DOCUMENT_COST
     if parsable < configured:
-        return parsable, f"this API replica can parse move documents of at most {parsable} bytes (INGEST_API_MEMORY_BUDGET_BYTES)"
+        return (
+            parsable,
+            f"this API replica can parse move documents of at most {parsable} bytes (INGEST_API_MEMORY_BUDGET_BYTES)",
+        )
     return configured, f"this service accepts move documents of at most {configured} bytes"
 
 
@@ -42,7 +45,9 @@ async def read_document(request: Request, services: Services, reservation: Reser
     """The body, within the limit; its memory (and its parsing's) reserved before it is read."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
-        raise HTTPException(415, f"/move takes the metadata document as application/json, not {content_type or 'no Content-Type'}")
+        raise HTTPException(
+            415, f"/move takes the metadata document as application/json, not {content_type or 'no Content-Type'}"
+        )
     limit, why = document_limit(services)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -84,7 +89,8 @@ async def submit(request: Request, reservation: Reservation) -> Response:
     else:
         for entry in manifest.files:
             refusal = sources.check(entry.source, label=entry.label, user=user, roots=settings.move_roots,
-                                    s3_sources=settings.move_s3_sources, own_buckets=(settings.staging_bucket, settings.archive_bucket))
+                                    s3_sources=settings.move_s3_sources,
+                                    own_buckets=(settings.staging_bucket, settings.archive_bucket))
             if refusal is not None:
                 raise HTTPException(400, refusal)
         del manifest

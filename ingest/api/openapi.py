@@ -73,7 +73,8 @@ CONSOLE_PATHS: Final[dict[str, Any]] = {
             "history one request reads: go on with the token. Newest means highest job id."
         ),
         "parameters": [
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+            {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
             {"name": "continue", "in": "query", "description": "The token of the previous page; empty: the first page.",
              "schema": {"type": "string", "pattern": "^[0-9]{0,18}$"}},
             {"name": "state", "in": "query", "schema": {"type": "string", "maxLength": 64, "examples": ["FAILED"]}},
@@ -92,14 +93,17 @@ CONSOLE_PATHS: Final[dict[str, Any]] = {
         "summary": "An administrator's action: fail, cancel or retry (IngestCMD's job, cancel and retry).",
         "parameters": [
             {"name": "job_id", "in": "path", "required": True, "schema": _ref("JobId")},
-            {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["fail", "cancel", "retry"]}},
+            {"name": "action", "in": "path", "required": True,
+             "schema": {"type": "string", "enum": ["fail", "cancel", "retry"]}},
         ],
         "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("ActionRequest")}}},
         "responses": {"200": STATE_RESPONSE, **_errors(400, 401, 403, 404, 409)},
     }},
     "/ui/": {"get": {
-        "operationId": "console", "summary": "The web console (HTML; it reads the endpoints above).", "security": PUBLIC,
-        "responses": {"200": {"description": "The console's page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        "operationId": "console", "summary": "The web console (HTML; it reads the endpoints above).",
+        "security": PUBLIC,
+        "responses": {"200": {"description": "The console's page.",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}},
     }},
 }
 
@@ -108,7 +112,8 @@ CONSOLE_SCHEMAS: Final[dict[str, Any]] = {
         "type": "object", "additionalProperties": False, "required": ["jobs", "continue"],
         "properties": {
             "jobs": {"type": "array", "items": _ref("JobListItem")},
-            "continue": {"type": ["string", "null"], "description": "Pass as `continue` for the next (older) page; null at the oldest."},
+            "continue": {"type": ["string", "null"],
+                         "description": "Pass as `continue` for the next (older) page; null at the oldest."},
         },
     },
     "Event": {
@@ -128,7 +133,8 @@ CONSOLE_SCHEMAS: Final[dict[str, Any]] = {
         "type": "object", "additionalProperties": False,
         "required": ["path", "name", "subdir", "size", "hashtype", "hashsum", "mimetype", "file_id", "key"],
         "properties": {
-            "path": {"type": "string", "examples": ["data/run1/a.txt"]}, "name": {"type": "string"}, "subdir": {"type": "string"},
+            "path": {"type": "string", "examples": ["data/run1/a.txt"]}, "name": {"type": "string"},
+            "subdir": {"type": "string"},
             "size": {"type": ["integer", "null"]}, "hashtype": {"type": "string"}, "hashsum": {"type": "string"},
             "mimetype": {"type": ["string", "null"]}, "file_id": {"type": ["integer", "null"]},
             "key": {"type": ["string", "null"], "description": "The object key in the archive bucket."},
@@ -136,13 +142,15 @@ CONSOLE_SCHEMAS: Final[dict[str, Any]] = {
     },
     "JobPage": {
         "type": "object", "additionalProperties": False,
-        "required": ["job", "user", "operation", "phase", "attempts", "problems", "events", "files", "files_total", "actions"],
+        "required": ["job", "user", "operation", "phase", "attempts", "problems", "events", "files", "files_total",
+                     "actions"],
         "properties": {
             "job": _ref("StateDocument"),
             "user": {"type": ["string", "null"]}, "operation": {"type": ["string", "null"]},
             "phase": {"type": ["string", "null"]}, "attempts": {"type": ["integer", "null"]},
             "problems": {"type": "array", "items": _ref("Problem")},
-            "events": {"type": "array", "items": _ref("Event"), "description": "The job's Kubernetes Events, oldest first."},
+            "events": {"type": "array", "items": _ref("Event"),
+                       "description": "The job's Kubernetes Events, oldest first."},
             "files": {"type": ["array", "null"], "items": _ref("ArchivedFile"),
                       "description": "For a job that succeeded, its archived files (the first 1,000); null otherwise."},
             "files_total": {"type": ["integer", "null"]},
@@ -236,7 +244,9 @@ DOCUMENT: Final[dict[str, Any]] = {
         "requestBodies": {
             "Bundle": {
                 "required": True,
-                "description": "The raw, uncompressed tar (no multipart wrapper); chunked transfer encoding is accepted.",
+                "description": (
+                    "The raw, uncompressed tar (no multipart wrapper); chunked transfer encoding is accepted."
+                ),
                 "content": {
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                     "application/x-tar": {"schema": {"type": "string", "format": "binary"}},
@@ -245,15 +255,18 @@ DOCUMENT: Final[dict[str, Any]] = {
         },
         "responses": {
             str(code): _json(_ref("Error"), description) | (
-                {"headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Present when tokens are configured."}}}
+                {"headers": {"WWW-Authenticate": {"schema": {"type": "string"},
+                                                  "description": "Present when tokens are configured."}}}
                 if code == "401" else
-                {"headers": {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait when the replica is busy."}}}
+                {"headers": {"Retry-After": {"schema": {"type": "string"},
+                                             "description": "Seconds to wait when the replica is busy."}}}
                 if code == "503" else {}
             )
             for code, description in _ERROR_RESPONSES.items()
         },
         "schemas": {
-            "JobId": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "description": "The job id, which is also the transaction id."},
+            "JobId": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1,
+                      "description": "The job id, which is also the transaction id."},
             "StateDocument": {
                 "type": "object",
                 "additionalProperties": False,
@@ -290,7 +303,8 @@ DOCUMENT: Final[dict[str, Any]] = {
                       "properties": {"status": {"const": "ready"}}},
             "NotReady": {
                 "type": "object", "required": ["status", "problems"], "additionalProperties": False,
-                "properties": {"status": {"const": "not ready"}, "problems": {"type": "array", "items": {"type": "string"}}},
+                "properties": {"status": {"const": "not ready"},
+                               "problems": {"type": "array", "items": {"type": "string"}}},
             },
             "MoveDocument": {
                 "type": "array",
@@ -304,9 +318,11 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "items": {
                     "type": "object",
                     "required": ["destinationTable"],
-                    "properties": {"destinationTable": {"type": "string", "examples": ["Files", "Transactions.submitter"]}},
+                    "properties": {"destinationTable": {"type": "string",
+                                                        "examples": ["Files", "Transactions.submitter"]}},
                     "allOf": [
-                        {"if": {"required": ["destinationTable"], "properties": {"destinationTable": {"const": "Files"}}},
+                        {"if": {"required": ["destinationTable"],
+                                "properties": {"destinationTable": {"const": "Files"}}},
                          "then": _ref("FilesEntry")},
                         {"if": {"required": ["destinationTable"], "properties": {"destinationTable": {
                             "pattern": "^Transactions\\.", "not": {"const": "Transactions._id"}}}},
@@ -318,7 +334,8 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "type": "object",
                 "required": ["name", "subdir", "size", "hashtype", "hashsum"],
                 "properties": {
-                    "name": {"type": "string", "minLength": 1, "description": "The file name (no `..`, no control characters)."},
+                    "name": {"type": "string", "minLength": 1,
+                             "description": "The file name (no `..`, no control characters)."},
                     "subdir": {"type": "string", "description": "The folder under data/ (relative, no `..`)."},
                     "size": {"type": "integer", "minimum": 0},
                     "hashtype": {"type": "string", "examples": ["sha1"]},
@@ -334,7 +351,8 @@ DOCUMENT: Final[dict[str, Any]] = {
 
 def _job_list_item(state: dict[str, Any]) -> dict[str, Any]:
     """A row of GET /jobs: the state document's keys plus who submitted the job and how."""
-    extra = {"user": {"type": ["string", "null"]}, "operation": {"type": ["string", "null"], "examples": ["upload", "move"]}}
+    extra = {"user": {"type": ["string", "null"]},
+             "operation": {"type": ["string", "null"], "examples": ["upload", "move"]}}
     return {**state, "required": [*state["required"], *extra], "properties": {**state["properties"], **extra}}
 
 

@@ -104,7 +104,11 @@ def parse_metadata(raw: bytes | None, limits: Limits = DEFAULT_LIMITS, *, member
 
     `members` is how many members the tar holds, so that an empty tar is named as such."""
     if raw is None:
-        why = "the bundle is an empty tar archive (no members)" if members == 0 else "the bundle has no metadata.txt at its root"
+        why = (
+            "the bundle is an empty tar archive (no members)"
+            if members == 0
+            else "the bundle has no metadata.txt at its root"
+        )
         raise BundleError(LOAD_METADATA, f"metadata.txt not found: {why}")
     return _parse(raw, limits=limits, source_name="metadata.txt", move=False)
 
@@ -195,7 +199,8 @@ def _parse(raw: bytes, *, limits: Limits, source_name: str, move: bool) -> Manif
             transactions[field] = item["value"]
     limit = limits.max_listed_problems
     if problems:
-        raise BundleError.of_files(LOAD_METADATA, problems, total=entries, verb=f"in {source_name} are refused", limit=limit)
+        raise BundleError.of_files(LOAD_METADATA, problems, total=entries, verb=f"in {source_name} are refused",
+                                   limit=limit)
     if later:
         raise BundleError.of_files(MOVE_FILES, later, total=entries, verb="cannot be moved", limit=limit)
     return Manifest(document=document, files=tuple(files), transactions=transactions)
@@ -346,7 +351,11 @@ def _file_entry(item: dict[str, Any], index: int, *, limits: Limits, move: bool,
     source = item.get("source")
     if move:
         if not isinstance(source, str) or not source or "\x00" in source:
-            detail = "has no source" if source is None or source == "" else f"has a source that is not a usable path: {_short_repr(source)}"
+            detail = (
+                "has no source"
+                if source is None or source == ""
+                else f"has a source that is not a usable path: {_short_repr(source)}"
+            )
             later.append(Problem(path, "bad-source", f"{what} {detail}"))
             source = None
     else:

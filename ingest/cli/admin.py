@@ -71,7 +71,9 @@ def command_list(store: kube.JobStore, args: argparse.Namespace) -> Any:
 def command_cancel(store: kube.JobStore, args: argparse.Namespace) -> Any:
     job = find(store, args.job_id)
     if jobs.state_document(job)["complete"]:
-        raise CommandError(f"job ID {args.job_id} is already complete ({job['status'].get('state')}); nothing to cancel.")
+        raise CommandError(
+            f"job ID {args.job_id} is already complete ({job['status'].get('state')}); nothing to cancel."
+        )
     written, changed = store.apply(jobs.job_name(args.job_id), lifecycle.cancel, reason=args.reason)
     if not changed:
         raise CommandError(f"job ID {args.job_id} completed meanwhile; nothing to cancel.")
@@ -83,16 +85,21 @@ def command_retry(store: kube.JobStore, args: argparse.Namespace, settings: Sett
     job = find(store, args.job_id)
     status = job.get("status") or {}
     if status.get("state") != jobs.FAILED:
-        raise CommandError(f"job ID {args.job_id} is {status.get('state')}/{status.get('task')}; only FAILED jobs can be retried.")
+        raise CommandError(
+            f"job ID {args.job_id} is {status.get('state')}/{status.get('task')}; only FAILED jobs can be retried."
+        )
     staged = job["spec"].get("staged") or {}
     if staged.get("size") is None:
         raise CommandError(f"job ID {args.job_id} never finished staging its upload; there is nothing to retry from.")
     if jobs.STAGED_REMOVED_ANNOTATION in (job["metadata"].get("annotations") or {}):
-        raise CommandError(f"job ID {args.job_id}: its staged data was removed after the retention period; upload it again.")
+        raise CommandError(
+            f"job ID {args.job_id}: its staged data was removed after the retention period; upload it again."
+        )
     if lifecycle.Job.of(job).committing:
         raise CommandError(f"job ID {args.job_id}: the metadata service may already hold its transaction; "
                            "it is not sent twice. Check the metadata service, then upload again if it is missing.")
-    written, changed = store.apply(jobs.job_name(args.job_id), lifecycle.retry, default_attempts=settings.worker_attempts)
+    written, changed = store.apply(jobs.job_name(args.job_id), lifecycle.retry,
+                                   default_attempts=settings.worker_attempts)
     if not changed:
         raise CommandError(f"job ID {args.job_id} changed meanwhile; look at it again.")
     return jobs.state_document(written or job)
@@ -111,11 +118,16 @@ def namespace(given: str | None) -> str:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="IngestCMD", description=__doc__.split("\n\n")[0])
-    root.add_argument("--namespace", help="namespace of the IngestJobs (default: $INGEST_NAMESPACE, the kubeconfig's, or default)")
+    root.add_argument("--namespace",
+                      help="namespace of the IngestJobs (default: $INGEST_NAMESPACE, the kubeconfig's, or default)")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    job = commands.add_parser("job", help="set a job's status fields (only those given)",
-                              description="Set a job's status fields, e.g. fail a stuck job. FAILED makes it complete; the operator then stops its worker.")
+    job = commands.add_parser(
+        "job",
+        help="set a job's status fields (only those given)",
+        description="Set a job's status fields, e.g. fail a stuck job. FAILED makes it complete; "
+        "the operator then stops its worker.",
+    )
     job.add_argument("--job-id", type=int, required=True)
     job.add_argument("--state", help="OK or FAILED (others are stored as given)")
     job.add_argument("--task", help="e.g. 'ingest files'")

@@ -29,7 +29,8 @@ def test_bytes_arrive_in_order_with_their_sha256(seed: int) -> None:
 
     async def run() -> bytes:
         pipe = Pipe(block=rng.choice([1, 4096, 1 << 20]), depth=2)
-        reader = run_in_thread(lambda: drain(pipe, [rng.choice([1, 777, 1 << 20, 16 << 20]) for _ in range(5)]), "reader")
+        reader = run_in_thread(lambda: drain(pipe, [rng.choice([1, 777, 1 << 20, 16 << 20]) for _ in range(5)]),
+                               "reader")
         for chunk in chunks:
             await pipe.write(chunk)
         await pipe.close()

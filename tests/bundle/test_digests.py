@@ -22,7 +22,8 @@ def test_hasher_matches_hashlib(name: str) -> None:
     assert normalise_hashsum(digest.hexdigest(), hashtype=name, what="x") == digest.hexdigest()
 
 
-@pytest.mark.parametrize(("given_name", "canonical"), [("SHA1", "sha1"), ("Sha256", "sha256"), ("md5", "md5"), ("BLAKE2B", "blake2b")])
+@pytest.mark.parametrize(("given_name", "canonical"),
+                         [("SHA1", "sha1"), ("Sha256", "sha256"), ("md5", "md5"), ("BLAKE2B", "blake2b")])
 def test_hashtype_is_case_insensitive(given_name: str, canonical: str) -> None:
     assert normalise_hashtype(given_name, what="x") == canonical
 

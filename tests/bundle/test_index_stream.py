@@ -11,7 +11,8 @@ from ingest.bundle.index import Member, MemberType, TarIndex
 @pytest.mark.parametrize("metadata, members", [(None, 0), (b"", 1), (os.urandom(7 * 1024 * 1024 + 1), 20000)])
 def test_json_chunks_round_trip_in_bounded_pieces(metadata: bytes | None, members: int) -> None:
     index = TarIndex(
-        members=tuple(Member(f"data/ü/{n}.bin", MemberType.FILE, n * 1024, n * 1024 + 512, n, "", 0o644, n) for n in range(members)),
+        members=tuple(Member(f"data/ü/{n}.bin", MemberType.FILE, n * 1024, n * 1024 + 512, n, "", 0o644,
+                             n) for n in range(members)),
         metadata=metadata, size=members * 1024 + 1024, sha1={512: "a" * 40},
     )
     chunks = list(index.json_chunks())

@@ -66,7 +66,11 @@ def test_unicode_names_bom_and_case() -> None:
     entry["hashtype"] = "SHA1"
     manifest = parse_metadata(b"\xef\xbb\xbf" + encode([entry]))
     parsed = manifest.files[0]
-    assert parsed.path == "data/Ünï/数据/😀.txt" and parsed.hashtype == "sha1" and parsed.hashsum == entry["hashsum"].lower()
+    assert (
+        parsed.path == "data/Ünï/数据/😀.txt"
+        and parsed.hashtype == "sha1"
+        and parsed.hashsum == entry["hashsum"].lower()
+    )
     assert manifest.document[0]["hashsum"] == entry["hashsum"]  # the document keeps what the client wrote
 
 
@@ -97,8 +101,11 @@ def test_no_files_is_fine() -> None:
         (b'[{"destinationTable": "X", "a": 1e999}]', "number out of range"),
         (b'[{"destinationTable": "X", "a": ' + b"1" * 5000 + b"}]", "not valid JSON"),
         (b'[{"destinationTable": "Transactions.project"}]', "(Transactions.project) has no value"),
-        (b'[{"destinationTable": "Transactions.project", "value": 1}, {"destinationTable": "Transactions.project", "value": 2}]',
-         "gives Transactions.project twice"),
+        (
+            b'[{"destinationTable": "Transactions.project", "value": 1}, '
+            b'{"destinationTable": "Transactions.project", "value": 2}]',
+            "gives Transactions.project twice",
+        ),
     ],
 )
 def test_document_errors(raw: bytes | None, words: str) -> None:
@@ -106,7 +113,8 @@ def test_document_errors(raw: bytes | None, words: str) -> None:
 
 
 def test_deep_nesting_never_reaches_the_recursion_limit() -> None:
-    for raw in (b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, b'[{"destinationTable":"X","a":' + b'{"a":' * 50_000 + b"1" + b"}" * 50_001 + b"]"):
+    for raw in (b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000,
+                b'[{"destinationTable":"X","a":' + b'{"a":' * 50_000 + b"1" + b"}" * 50_001 + b"]"):
         assert "nests deeper than 64 levels" in refuse(raw)
     just_over = b"[" * 65 + b"]" * 65
     assert "max_metadata_depth" in refuse(just_over)
@@ -131,7 +139,9 @@ def test_missing_required_file_fields(field: str) -> None:
 
 
 def test_missing_fields_are_all_named() -> None:
-    assert 'Files entry 0 ("a") is missing subdir, size, hashtype, hashsum' in refuse(b'[{"destinationTable": "Files", "name": "a"}]')
+    assert 'Files entry 0 ("a") is missing subdir, size, hashtype, hashsum' in refuse(
+        b'[{"destinationTable": "Files", "name": "a"}]'
+    )
 
 
 @pytest.mark.parametrize(
@@ -170,7 +180,8 @@ def test_every_bad_entry_is_reported() -> None:
         parse_metadata(encode([unknown, good, malformed, unsafe]))
     lines = caught.value.message.split("\n")
     assert lines[0] == "3 of 4 files in metadata.txt are refused:"
-    assert [problem.reason for problem in caught.value.problems] == ["unknown-hashtype", "malformed-hashsum", "unsafe-path"]
+    assert [problem.reason for problem in caught.value.problems] == ["unknown-hashtype", "malformed-hashsum",
+                                                                     "unsafe-path"]
     assert [problem.file for problem in caught.value.problems] == ["data/a.txt", "data/b.txt", "data/../x/c.txt"]
     assert "crc32" in lines[1] and "abc" in lines[2] and "'..'" in lines[3]
 
@@ -221,7 +232,8 @@ def test_final_document() -> None:
     final = final_document(manifest, 1234, range(900, 902))
     assert manifest.document == before  # not modified
     assert final[:-1] == [
-        {**item, "_id": 900} if item.get("name") == "a.txt" else {**item, "_id": 901} if item.get("name") == "b.txt" else item
+        {**item, "_id": 900} if item.get("name") == "a.txt" else {**item,
+                                                                  "_id": 901} if item.get("name") == "b.txt" else item
         for item in document
     ]
     assert final[-1] == {"destinationTable": "Transactions._id", "value": 1234}
@@ -239,14 +251,20 @@ def test_move_document() -> None:
     assert parse_move_document(encode([entry])).files[0].key(job_id=3) == "3/a/b.txt"
 
 
-@pytest.mark.parametrize(("source", "words"), [(None, "has no source"), ("", "has no source"), (5, "not a usable path: 5"), ("a\x00b", "not a usable path")])
+@pytest.mark.parametrize(("source", "words"),
+                         [(None, "has no source"), ("", "has no source"), (5, "not a usable path: 5"),
+                          ("a\x00b", "not a usable path")])
 def test_move_source_problems(source: Any, words: str) -> None:
     entry = files_entry("data/a/b.txt", b"b")
     if source is not None:
         entry["source"] = source
     with pytest.raises(BundleError) as caught:
         parse_move_document(encode([entry]))
-    assert caught.value.task == MOVE_FILES and words in caught.value.message and 'Files entry 0 ("b.txt")' in caught.value.message
+    assert (
+        caught.value.task == MOVE_FILES
+        and words in caught.value.message
+        and 'Files entry 0 ("b.txt")' in caught.value.message
+    )
 
 
 def test_move_document_names_itself() -> None:
@@ -273,7 +291,8 @@ def test_mutated_metadata_fails_only_with_bundle_error(data: st.DataObject) -> N
         elif operation == "delete":
             del raw[at : at + data.draw(st.integers(1, 20))]
         elif operation == "insert":
-            raw[at:at] = data.draw(st.binary(max_size=10) | st.sampled_from([b"[" * 2000, b'{"a":' * 100, b'"\\ud800"', b"1e400"]))
+            raw[at:at] = data.draw(st.binary(max_size=10) | st.sampled_from([b"[" * 2000, b'{"a":' * 100, b'"\\ud800"',
+                                                                             b"1e400"]))
         elif operation == "truncate":
             del raw[at:]
         else:
@@ -295,14 +314,17 @@ _json = st.recursive(
 )
 _files_item = st.fixed_dictionaries(
     {"destinationTable": st.just("Files")},
-    optional={"name": _json | st.text(max_size=10), "subdir": _json | st.text(max_size=10), "size": _json | st.integers(-2, 9),
-              "hashtype": _json | st.sampled_from(["sha1", "md5", "SHA256"]), "hashsum": _json | st.text("0123456789abcdef", min_size=32, max_size=40),
+    optional={"name": _json | st.text(max_size=10), "subdir": _json | st.text(max_size=10),
+              "size": _json | st.integers(-2, 9),
+              "hashtype": _json | st.sampled_from(["sha1", "md5", "SHA256"]),
+              "hashsum": _json | st.text("0123456789abcdef", min_size=32, max_size=40),
               "source": _json},
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(document=st.lists(_files_item | st.dictionaries(st.sampled_from(["destinationTable", "value", "key"]), _json), max_size=6) | _json)
+@given(document=st.lists(_files_item | st.dictionaries(st.sampled_from(["destinationTable", "value", "key"]), _json),
+                         max_size=6) | _json)
 def test_arbitrary_documents_fail_only_with_bundle_error(document: Any) -> None:
     raw = encode(document)
     try:

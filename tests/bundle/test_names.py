@@ -108,7 +108,9 @@ def test_archive_keys() -> None:
     assert archive_key("data/Ünï/😀.txt", job_id=1) == "1/Ünï/😀.txt"
 
 
-@pytest.mark.parametrize("template", ["{job_id}/{nope}", "{job_id.__class__}/{name}", "{name!r}", "{name:>10}", "{job_id}/static", "{member}", "files/{path}"])
+@pytest.mark.parametrize("template",
+                         ["{job_id}/{nope}", "{job_id.__class__}/{name}", "{name!r}", "{name:>10}", "{job_id}/static",
+                          "{member}", "files/{path}"])
 def test_bad_key_templates(template: str) -> None:
     with pytest.raises(ValueError):
         check_key_template(template)

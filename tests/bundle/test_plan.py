@@ -35,7 +35,8 @@ def ingest(raw: bytes) -> list[tuple[str, bytes]]:
 @pytest.mark.parametrize("fmt", ["ustar", "gnu", "pax"])
 def test_end_to_end(fmt: str) -> None:
     raw, _ = make_bundle(FILES, fmt=fmt)
-    assert ingest(raw) == [("9/mywork/experiment/notes.txt", b"hello\n"), ("9/b.bin", bytes(5000)), ("9/Ünï/😀.txt", b"smile")]
+    assert ingest(raw) == [("9/mywork/experiment/notes.txt", b"hello\n"), ("9/b.bin", bytes(5000)),
+                           ("9/Ünï/😀.txt", b"smile")]
 
 
 def test_bundles_from_the_official_uploader() -> None:
@@ -50,8 +51,10 @@ def test_bundles_from_the_official_uploader() -> None:
             MetaObj(destinationTable="Transactions.instrument", value=54),
         ])
 
-    contents = {"data/mywork/experiment/notes.txt": b"hello\n", "data/Ünï/file.bin": bytes(range(256)) * 40, "top.txt": b"top"}
-    file_data = [{"name": name, "fileobj": io.BytesIO(data), "size": len(data), "mtime": 1_700_000_000} for name, data in contents.items()]
+    contents = {"data/mywork/experiment/notes.txt": b"hello\n", "data/Ünï/file.bin": bytes(range(256)) * 40,
+                "top.txt": b"top"}
+    file_data = [{"name": name, "fileobj": io.BytesIO(data), "size": len(data), "mtime": 1_700_000_000} for name,
+                 data in contents.items()]
     out = io.BytesIO()
     Bundler(metadata(), file_data, hashfunc="sha256").stream(out)
     raw = out.getvalue()
@@ -68,13 +71,15 @@ def test_bundles_from_the_official_uploader() -> None:
         "1 of 3 files failed verification:\ndata/top.txt is listed in metadata.txt but not in the bundle")
     del contents["top.txt"]
     out = io.BytesIO()
-    file_data = [{"name": name, "fileobj": io.BytesIO(data), "size": len(data), "mtime": 1_700_000_000} for name, data in contents.items()]
+    file_data = [{"name": name, "fileobj": io.BytesIO(data), "size": len(data), "mtime": 1_700_000_000} for name,
+                 data in contents.items()]
     Bundler(metadata(), file_data).stream(out)
     assert [data for _key, data in ingest(out.getvalue())] == list(contents.values())
 
 
 def test_unlisted_members_are_ignored() -> None:
-    extra = [info("data/unlisted.txt", b"u"), info("../evil", b"e"), info("data/link", kind=tarfile.SYMTYPE, linkname="/etc/passwd")]
+    extra = [info("data/unlisted.txt", b"u"), info("../evil", b"e"),
+             info("data/link", kind=tarfile.SYMTYPE, linkname="/etc/passwd")]
     raw, _ = make_bundle({"data/a.txt": b"a"}, extra=extra)
     assert [key for key, _ in ingest(raw)] == ["9/a.txt"]
 
@@ -109,7 +114,8 @@ def test_missing_member() -> None:
 @pytest.mark.parametrize(
     ("member", "words"),
     [
-        (info("data/f.txt", kind=tarfile.SYMTYPE, linkname="/etc/shadow"), "is a symbolic link to '/etc/shadow' in the bundle, not a regular file"),
+        (info("data/f.txt", kind=tarfile.SYMTYPE, linkname="/etc/shadow"),
+         "is a symbolic link to '/etc/shadow' in the bundle, not a regular file"),
         (info("data/f.txt", kind=tarfile.LNKTYPE, linkname="data/other"), "is a hard link to 'data/other'"),
         (info("data/f.txt", kind=tarfile.CHRTYPE), "is a character device"),
         (info("data/f.txt", kind=tarfile.BLKTYPE), "is a block device"),
@@ -128,7 +134,10 @@ def test_listed_special_members_are_hostile(member: tuple, words: str) -> None:
 def test_size_mismatch() -> None:
     document = [files_entry("data/f.txt", b"twelve bytes")]
     raw, _ = make_bundle({"data/f.txt": b"ten bytes!"}, metadata=document)
-    assert _refuse(raw, INGEST_FILES) == 'data/f.txt is 10 bytes in the bundle but metadata.txt says 12 bytes (Files entry 0 ("f.txt"))'
+    assert (
+        _refuse(raw, INGEST_FILES)
+        == 'data/f.txt is 10 bytes in the bundle but metadata.txt says 12 bytes (Files entry 0 ("f.txt"))'
+    )
 
 
 def test_duplicate_members_are_ambiguous() -> None:
@@ -136,7 +145,8 @@ def test_duplicate_members_are_ambiguous() -> None:
     raw, _ = make_bundle({}, metadata=document, extra=[info("data/f.txt", b"one"), info("./data//f.txt", b"two")])
     message = _refuse(raw, LOAD_METADATA)
     assert "in the bundle 2 times (headers at offsets 0, 1024)" in message and "ambiguous" in message
-    raw, _ = make_bundle({"data/f.txt": b"one"}, metadata=document, extra=[info("data/g.txt", b"1"), info("data/g.txt", b"2")])
+    raw, _ = make_bundle({"data/f.txt": b"one"}, metadata=document,
+                         extra=[info("data/g.txt", b"1"), info("data/g.txt", b"2")])
     assert ingest(raw) == [("9/f.txt", b"one")]  # unlisted duplicates do not matter
 
 

@@ -187,7 +187,8 @@ def test_pax_overrides_and_global_headers() -> None:
 def test_pax_size_override() -> None:
     payload = b"q" * 3000
     pax = pax_record("size", "3000")
-    raw = raw_header(b"PaxHeaders/big", size=len(pax), typeflag=b"x") + pad(pax) + raw_header(b"data/big", size=0) + pad(payload) + END
+    raw = raw_header(b"PaxHeaders/big", size=len(pax),
+                     typeflag=b"x") + pad(pax) + raw_header(b"data/big", size=0) + pad(payload) + END
     member = scan(raw).members[0]
     assert member.size == 3000 and raw[member.data_offset : member.data_end] == payload
 
@@ -219,7 +220,8 @@ def test_chunk_sizes(chunk: int) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(sizes=st.lists(st.integers(min_value=1, max_value=3000), min_size=1, max_size=20), fmt=st.sampled_from(["ustar", "gnu", "pax"]))
+@given(sizes=st.lists(st.integers(min_value=1, max_value=3000), min_size=1, max_size=20),
+       fmt=st.sampled_from(["ustar", "gnu", "pax"]))
 def test_random_chunking_equals_one_shot(sizes: list[int], fmt: str) -> None:
     raw, _ = make_bundle({**FILES, "data/x/y.txt": b"y" * 900}, fmt=fmt)
     assert scan(raw, chunks=sizes) == scan(raw)
@@ -332,9 +334,11 @@ def test_sparse_members_are_recorded_not_refused() -> None:
     after = info("data/after.txt", b"after")
     raw = make_tar([info("data/sparse.img", b"s" * 10), after], fmt="gnu")
     index = scan(patch_header(raw, 0, typeflag=b"S"))
-    assert [(m.name, m.type.value) for m in index.members] == [("data/sparse.img", "sparse"), ("data/after.txt", "file")]
+    assert [(m.name, m.type.value) for m in index.members] == [("data/sparse.img", "sparse"),
+                                                               ("data/after.txt", "file")]
     pax = pax_record("GNU.sparse.major", "1") + pax_record("GNU.sparse.name", "data/real.img")
-    raw = raw_header(b"PaxHeaders/x", size=len(pax), typeflag=b"x") + pad(pax) + raw_header(b"GNUSparseFile.0/real.img", size=10) + pad(b"s" * 10) + END
+    raw = raw_header(b"PaxHeaders/x", size=len(pax),
+                     typeflag=b"x") + pad(pax) + raw_header(b"GNUSparseFile.0/real.img", size=10) + pad(b"s" * 10) + END
     assert scan(raw).members[0].type.value == "sparse"
     sparse_info = info("data/x.img", b"abc", pax_headers={"GNU.sparse.size": "3"})
     assert scan(make_tar([sparse_info])).members[0].type.value == "sparse"
@@ -364,7 +368,11 @@ def test_huge_declared_size_refused_at_once() -> None:
     scanner = TarScanner()
     with pytest.raises(BundleError) as caught:
         scanner.feed(header)  # refused on the header alone, no need to wait for 2**60 bytes
-    assert caught.value.task == OPEN_TAR and "max_total_bytes" in caught.value.message and "data/huge" in caught.value.message
+    assert (
+        caught.value.task == OPEN_TAR
+        and "max_total_bytes" in caught.value.message
+        and "data/huge" in caught.value.message
+    )
     small = Limits(max_total_bytes=4096)
     assert "max_total_bytes" in refuse(make_tar([info("data/a", b"a" * 5000)]), limits=small)
 
@@ -392,8 +400,10 @@ def test_names_that_are_not_utf8_are_kept_escaped() -> None:
     pax = pax_record("path", b"data/a\x00b")
     raw = raw_header(b"PaxHeaders/x", size=len(pax), typeflag=b"x") + pad(pax) + raw_header(b"x", size=0) + END
     assert scan(raw).members[0].name == "data/a\\x00b"
-    bad_value = pax_record("path", b"data/\xff") + pax_record("linkpath", b"\xfe") + pax_record("SCHILY.xattr.\xff", b"\x00")
-    raw = raw_header(b"PaxHeaders/x", size=len(bad_value), typeflag=b"x") + pad(bad_value) + raw_header(b"x", typeflag=b"2") + END
+    bad_value = pax_record("path", b"data/\xff") + pax_record("linkpath",
+                                                              b"\xfe") + pax_record("SCHILY.xattr.\xff", b"\x00")
+    raw = raw_header(b"PaxHeaders/x", size=len(bad_value),
+                     typeflag=b"x") + pad(bad_value) + raw_header(b"x", typeflag=b"2") + END
     member = scan(raw).members[0]
     assert (member.name, member.linkname) == ("data/\\xff", "\\xfe")
 
@@ -472,7 +482,8 @@ def test_index_json_round_trip() -> None:
 
 
 def test_index_json_of_5000_members_is_cheap() -> None:
-    members = tuple(Member(f"data/dir/file-{n:05d}.dat", MemberType.FILE, n * 2048, n * 2048 + 512, 1000, "", 0o644, 1_700_000_000) for n in range(5000))
+    members = tuple(Member(f"data/dir/file-{n:05d}.dat", MemberType.FILE, n * 2048, n * 2048 + 512, 1000, "", 0o644,
+                           1_700_000_000) for n in range(5000))
     index = TarIndex(members=members, metadata=b"[" + b"{}," * 5000 + b"{}]", size=5000 * 2048 + 1024)
     text = index.to_json()  # its speed is measured by `python -m benchmarks.scan`, not asserted here
     assert TarIndex.from_json(text) == index
@@ -481,7 +492,8 @@ def test_index_json_of_5000_members_is_cheap() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "[]", "{}", '{"format": "other"}', "not json", '{"format":"ingest.bundle.index/1","size":1,"metadata":"!!","fields":["name","type","header_offset","data_offset","size","linkname","mode","mtime"],"members":[]}',
+    ["", "[]", "{}", '{"format": "other"}', "not json",
+     '{"format":"ingest.bundle.index/1","size":1,"metadata":"!!","fields":["name","type","header_offset","data_offset","size","linkname","mode","mtime"],"members":[]}',
      '{"format":"ingest.bundle.index/1","size":1,"metadata":null,"fields":["name","type","header_offset","data_offset","size","linkname","mode","mtime"],"members":[["a","weird",0,512,0,"",0,0]]}',
      '{"format":"ingest.bundle.index/1","size":-1,"metadata":null,"fields":["name","type","header_offset","data_offset","size","linkname","mode","mtime"],"members":[]}',
      '{"format":"ingest.bundle.index/1","size":1,"metadata":null,"fields":["name","type","header_offset","data_offset","size","linkname","mode","mtime"],"members":[["a","file",0,512,true,"",0,0]]}'],
@@ -535,7 +547,9 @@ def test_scan_of_a_long_stream_in_any_chunking_finds_every_member(member_size: i
 
 # -- property: damage is only ever a BundleError -------------------------------------------------
 
-_BASE = [make_bundle(FILES, fmt=fmt)[0] for fmt in ("ustar", "gnu", "pax")] + [make_tar([info(LONG, b"x" * 600), info(UNICODE, b"u")], fmt="gnu")]
+_BASE = [make_bundle(FILES, fmt=fmt)[0] for fmt in ("ustar", "gnu",
+                                                    "pax")] + [make_tar([info(LONG, b"x" * 600), info(UNICODE, b"u")],
+                                                                        fmt="gnu")]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

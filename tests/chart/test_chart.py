@@ -86,7 +86,8 @@ def test_every_pod_is_probed_confined_and_sized(manifests: list[Manifest]) -> No
 def test_probes_use_the_real_health_endpoints(manifests: list[Manifest]) -> None:
     api = pod_specs(manifests)["Deployment/ingest-api"]["containers"][0]
     assert api["command"] == ["python", "-m", "ingest.api"]
-    assert (api["livenessProbe"]["httpGet"]["path"], api["readinessProbe"]["httpGet"]["path"]) == ("/healthz", "/readyz")
+    assert (api["livenessProbe"]["httpGet"]["path"],
+            api["readinessProbe"]["httpGet"]["path"]) == ("/healthz", "/readyz")
     assert api["ports"][0]["containerPort"] == int(config_map(manifests)["INGEST_API_PORT"])
     operator = pod_specs(manifests)["Deployment/ingest-operator"]["containers"][0]
     assert operator["command"] == ["python", "-m", "ingest.operator"]
@@ -100,7 +101,8 @@ def test_credentials_come_from_a_secret_never_from_values_in_pod_specs(manifests
     for name, spec in pod_specs(manifests).items():
         for container in spec["containers"]:
             for env in container.get("env", []):
-                assert "value" not in env or env["name"] not in CREDENTIALS | {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}, name
+                assert "value" not in env or env["name"] not in CREDENTIALS | {"MINIO_ROOT_USER",
+                                                                               "MINIO_ROOT_PASSWORD"}, name
     for component in ("api", "operator"):
         container = pod_specs(manifests)[f"Deployment/ingest-{component}"]["containers"][0]
         assert {"secretRef": {"name": secret}} in container["envFrom"]
@@ -114,7 +116,9 @@ def test_existing_secrets_are_used_not_created() -> None:
     assert config_map(manifests)["INGEST_WORKER_SECRET"] == "ingest-s3-credentials"
     assert of_kind(manifests, "Secret") == []
     api = pod_specs(manifests)["Deployment/ingest-api"]
-    assert {"name": "auth", "secret": {"secretName": "ingest-api-tokens", "items": [{"key": "tokens.json", "path": "tokens.json"}]}} in api["volumes"]
+    assert {"name": "auth",
+            "secret": {"secretName": "ingest-api-tokens",
+                       "items": [{"key": "tokens.json", "path": "tokens.json"}]}} in api["volumes"]
 
 
 def test_each_component_runs_as_its_own_service_account(manifests: list[Manifest]) -> None:
@@ -133,7 +137,8 @@ def test_operator_elects_a_leader_only_with_more_than_one_replica(replicas: int)
     args = pod_specs(manifests)["Deployment/ingest-operator"]["containers"][0]["args"]
     lease_rules = [rule for rule in named(manifests, "Role", "ingest-operator")["rules"]
                    if rule["apiGroups"] == ["coordination.k8s.io"]]
-    assert not [rule for rule in named(manifests, "Role", "ingest-operator")["rules"] if rule["apiGroups"] == ["kopf.dev"]]
+    assert not [rule for rule in named(manifests, "Role",
+                                       "ingest-operator")["rules"] if rule["apiGroups"] == ["kopf.dev"]]
     if replicas == 1:
         assert not [arg for arg in args if arg.startswith("--lease")] and not lease_rules
     else:
@@ -171,9 +176,11 @@ def test_network_policy_selects_worker_pods_by_the_operators_label() -> None:
 
 
 def test_without_minio_an_endpoint_and_credentials_are_required() -> None:
-    result = helm("template", "ingest", str(CHART), "--set", "minio.enabled=false", "--set", "objectStore.existingSecret=s3")
+    result = helm("template", "ingest", str(CHART), "--set", "minio.enabled=false", "--set",
+                  "objectStore.existingSecret=s3")
     assert result.returncode != 0 and "objectStore.endpoint is required" in result.stderr
-    result = helm("template", "ingest", str(CHART), "--set", "minio.enabled=false", "--set", "objectStore.endpoint=s3:9000")
+    result = helm("template", "ingest", str(CHART), "--set", "minio.enabled=false", "--set",
+                  "objectStore.endpoint=s3:9000")
     assert result.returncode != 0 and "objectStore.existingSecret" in result.stderr
 
 
@@ -187,10 +194,13 @@ def test_notes_tell_how_to_reach_the_api_and_upload() -> None:
 
 def test_monitoring_objects_are_optional_and_ship_the_dashboard() -> None:
     defaults = render()
-    assert of_kind(defaults, "ServiceMonitor") == [] and "ingest-dashboard" not in [doc["metadata"]["name"] for doc in of_kind(defaults, "ConfigMap")]
+    assert of_kind(defaults, "ServiceMonitor") == [] and "ingest-dashboard" not in [
+        doc["metadata"]["name"] for doc in of_kind(defaults, "ConfigMap")
+    ]
     manifests = render(EVERYTHING_ON)
     dashboard = json.loads(named(manifests, "ConfigMap", "ingest-dashboard")["data"]["ingest.json"])
-    assert dashboard["panels"] and named(manifests, "ConfigMap", "ingest-dashboard")["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["panels"] and named(manifests, "ConfigMap",
+                                         "ingest-dashboard")["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert of_kind(manifests, "ServiceMonitor") and of_kind(manifests, "PodMonitor")
 
 

@@ -50,7 +50,8 @@ def test_every_entry_point_starts_in_the_venv() -> None:
         probe = f"import {module}.__main__ as entry; assert callable(entry.main)"
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, f"{module}: {result.stderr}"
-    result = subprocess.run([sys.executable, "-m", "ingest.operator", "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "ingest.operator", "--help"], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0 and "--lease" in result.stdout and "--liveness" in result.stdout
 
 

@@ -81,7 +81,8 @@ def test_bundle_is_a_valid_pacifica_bundle(tmp_path: Path, hashtype: str) -> Non
     assert {entry.path for entry, _ in pairs} == {f"data/{relative}" for relative in TREE}
     assert index.members[-1].name == "metadata.txt"  # written last, as the official bundler does
     assert manifest.transactions == {"submitter": 10, "project": "1234a", "instrument": 54}
-    kvs = [(item["key"], item["value"]) for item in manifest.document if item["destinationTable"] == "TransactionKeyValue"]
+    kvs = [(item["key"],
+            item["value"]) for item in manifest.document if item["destinationTable"] == "TransactionKeyValue"]
     assert kvs == [("Tag", "run-42"), ("note", "a=b")]
     files = {(item["subdir"], item["name"]): item for item in manifest.document if item["destinationTable"] == "Files"}
     top = files[("", "top.txt")]
@@ -130,7 +131,9 @@ def test_links_and_special_files_are_skipped_with_a_warning(tmp_path: Path, caps
     _, pairs, _ = parse(bundle_bytes(tree, tmp_path))
     assert sorted(entry.path for entry, _ in pairs) == ["data/a.txt", "data/sub/b.txt"]
     err = capsys.readouterr().err
-    assert "link.txt: a symbolic link" in err and "linkdir: a symbolic link" in err and "outside: a symbolic link" in err
+    assert (
+        "link.txt: a symbolic link" in err and "linkdir: a symbolic link" in err and "outside: a symbolic link" in err
+    )
     assert "fifo: not a regular file" in err
 
 

@@ -22,7 +22,8 @@ class PolicyServer:
                 document = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 owner.requests.append((dict(self.headers), document))
                 project = next((item.get("value") for item in document
-                                if isinstance(item, dict) and item.get("destinationTable") == "Transactions.project"), None)
+                                if isinstance(item, dict) and item.get("destinationTable") == "Transactions.project"),
+                                None)
                 denied = project in owner.denied
                 body = json.dumps({"status": "error" if denied else "success",
                                    "message": f"project {project} is closed for uploads" if denied else "ok"}).encode()

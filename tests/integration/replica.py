@@ -35,7 +35,8 @@ def api_replica(stack: Stack, folder: Path, env: dict[str, str]) -> Iterator[str
 
 def start_failure(stack: Stack, env: dict[str, str], timeout: float = 60) -> str:
     """Run an API replica that must refuse to start; return what it printed."""
-    result = subprocess.run([sys.executable, "-m", "ingest.api"], env=stack.process_env("api") | {"INGEST_API_PORT": str(free_port())} | env,
+    result = subprocess.run([sys.executable, "-m", "ingest.api"],
+                            env=stack.process_env("api") | {"INGEST_API_PORT": str(free_port())} | env,
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode != 0, "the API started with settings it must refuse"
     return result.stdout + result.stderr

@@ -122,7 +122,8 @@ def user_of(job_store: JobStore, response: httpx.Response) -> str | None:
 def test_without_credentials_everything_but_probes_is_401(direct: str) -> None:
     body, _ = bundle({"a.txt": b"a"})
     with httpx.Client(base_url=direct) as client:
-        for method, path in [("POST", "/upload"), ("POST", "/ingest"), ("POST", "/move"), ("GET", "/get_state?job_id=1"), ("GET", "/get_state/1")]:
+        for method, path in [("POST", "/upload"), ("POST", "/ingest"), ("POST", "/move"),
+                             ("GET", "/get_state?job_id=1"), ("GET", "/get_state/1")]:
             response = client.request(method, path, content=body if method == "POST" else None)
             assert response.status_code == 401, (method, path, response.text)
             assert "Traceback" not in response.text and "authentication required" in response.json()["message"]
@@ -151,7 +152,8 @@ def test_a_header_from_outside_the_trusted_proxies_is_401(direct: str, forged: d
 
 
 def test_a_header_from_outside_does_not_change_who_a_token_names(direct: str, job_store: JobStore) -> None:
-    response = upload_as(direct, {HEADER: "bob", "X-Forwarded-For": "10.1.2.3", "Authorization": f"Bearer {TOKEN}"}, "both.txt")
+    response = upload_as(direct, {HEADER: "bob", "X-Forwarded-For": "10.1.2.3", "Authorization": f"Bearer {TOKEN}"},
+                         "both.txt")
     assert user_of(job_store, response) == "alice"
 
 
@@ -179,12 +181,16 @@ def _b64(data: bytes) -> str:
 def _handmade(issuer: Issuer, algorithm: str, secret: bytes | None) -> str:
     """A token PyJWT refuses to make: unsigned, or HMAC-signed with the issuer's public key as the secret."""
     claims = {"iss": issuer.url, "aud": AUDIENCE, "preferred_username": "carol", "exp": int(time.time()) + 300}
-    signing_input = f"{_b64(json.dumps({'alg': algorithm, 'kid': KEY_ID}).encode())}.{_b64(json.dumps(claims).encode())}"
+    signing_input = (
+        f"{_b64(json.dumps({'alg': algorithm, 'kid': KEY_ID}).encode())}.{_b64(json.dumps(claims).encode())}"
+    )
     signature = b"" if secret is None else hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_b64(signature)}"
 
 
-@pytest.mark.parametrize("case", ["expired", "wrong audience", "wrong key", "wrong issuer", "alg none", "hmac with the public key",
+@pytest.mark.parametrize("case",
+                         ["expired", "wrong audience", "wrong key", "wrong issuer", "alg none",
+                          "hmac with the public key",
                                   "no user claim"])
 def test_a_bad_oidc_token_is_401(proxied: str, issuer: Issuer, case: str) -> None:
     now = int(time.time())
@@ -199,7 +205,8 @@ def test_a_bad_oidc_token_is_401(proxied: str, issuer: Issuer, case: str) -> Non
     elif case == "alg none":
         token = _handmade(issuer, "none", None)
     elif case == "hmac with the public key":
-        public = issuer.key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        public = issuer.key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
         token = _handmade(issuer, "HS256", public)
     else:
         token = issuer.token(preferred_username=None)

@@ -66,25 +66,30 @@ def test_move_documents_past_the_budget_get_503_and_make_no_job(replica: str, jo
     try:
         for count in (1, 2):
             held.append(Held(replica, "/move", "application/json", size, b"["))
-            wait_for(lambda count=count: used(replica) >= count * size * MOVE_DOCUMENT_COST, timeout=30, what=f"{count} reservations")
+            wait_for(lambda count=count: used(replica) >= count * size * MOVE_DOCUMENT_COST, timeout=30,
+                     what=f"{count} reservations")
         before = {job["metadata"]["name"] for job in job_store.list()}
-        response = httpx.post(f"{replica}/move", content=move_document(size), headers={"Content-Type": "application/json"}, timeout=60)
+        response = httpx.post(f"{replica}/move", content=move_document(size),
+                              headers={"Content-Type": "application/json"}, timeout=60)
         assert response.status_code == 503, response.text
         assert response.headers["Retry-After"].isdigit() and "busy" in response.json()["message"]
         assert {job["metadata"]["name"] for job in job_store.list()} == before, "no job for a request refused as busy"
-        small = httpx.post(f"{replica}/move", content=move_document(10_000), headers={"Content-Type": "application/json"}, timeout=60)
+        small = httpx.post(f"{replica}/move", content=move_document(10_000),
+                           headers={"Content-Type": "application/json"}, timeout=60)
         assert small.status_code in (200, 400) and "busy" not in small.text, small.text  # small requests still fit
     finally:
         for request in held:
             request.close()
     wait_for(lambda: used(replica) == 0, timeout=30, what="the reservations to be returned")
-    response = httpx.post(f"{replica}/move", content=move_document(size), headers={"Content-Type": "application/json"}, timeout=120)
+    response = httpx.post(f"{replica}/move", content=move_document(size), headers={"Content-Type": "application/json"},
+                          timeout=120)
     assert response.status_code in (200, 400) and "busy" not in response.text, response.text
 
 
 def test_a_move_document_the_budget_can_never_parse_is_413(replica: str) -> None:
     size = 12 * MiB  # under INGEST_MAX_METADATA_BYTES, but 72 MiB to parse: more than the replica's budget
-    response = httpx.post(f"{replica}/move", content=move_document(size), headers={"Content-Type": "application/json"}, timeout=60)
+    response = httpx.post(f"{replica}/move", content=move_document(size), headers={"Content-Type": "application/json"},
+                          timeout=60)
     assert response.status_code == 413 and "INGEST_API_MEMORY_BUDGET_BYTES" in response.json()["message"], response.text
 
 
@@ -119,8 +124,10 @@ def test_metadata_that_does_not_fit_now_fails_the_upload_with_503(replica: str) 
     size = 3 * MiB // 2
     held = [Held(replica, "/move", "application/json", size, b"[") for _ in range(2)]
     try:
-        wait_for(lambda: used(replica) >= 2 * size * MOVE_DOCUMENT_COST, timeout=30, what="the move documents' reservations")
-        metadata = json.dumps(TRANSACTION + [{"destinationTable": "TransactionKeyValue", "key": "pad", "value": "x" * (10 * MiB)}]).encode()
+        wait_for(lambda: used(replica) >= 2 * size * MOVE_DOCUMENT_COST, timeout=30,
+                 what="the move documents' reservations")
+        metadata = json.dumps(TRANSACTION + [{"destinationTable": "TransactionKeyValue", "key": "pad",
+                                              "value": "x" * (10 * MiB)}]).encode()
         body, _ = bundle({"meta/a.txt": b"a"}, metadata=metadata, metadata_last=False)
         with httpx.Client(base_url=replica, timeout=60) as client:
             response = client.post("/upload", content=body)

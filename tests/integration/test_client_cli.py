@@ -24,7 +24,9 @@ def ingest(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def make_tree(root: Path, count: int) -> dict[str, bytes]:
-    files = {f"run-{index % 7}/sample-{index:03d}.dat": f"sample {index}\n".encode() * (index + 1) for index in range(count)}
+    files = {
+        f"run-{index % 7}/sample-{index:03d}.dat": f"sample {index}\n".encode() * (index + 1) for index in range(count)
+    }
     files["top level ünïcødé.txt"] = b"top\n"
     for relative, data in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +40,8 @@ def test_upload_of_a_300_file_tree_waits_for_the_final_state(stack: Stack, s3: M
                     "--submitter", "10", "--project", "1234a", "--instrument", "54", "--kv", "Tag=cli")
     assert result.returncode == 0, result.stderr
     final = json.loads(result.stdout)
-    assert (final["state"], final["task"], final["task_percent"], final["complete"]) == ("OK", "ingest metadata", "100.0", True)
+    assert (final["state"], final["task"], final["task_percent"],
+            final["complete"]) == ("OK", "ingest metadata", "100.0", True)
     job_id = final["job_id"]
     # Progress on stderr, in its non-terminal form: whole lines, the last one at 100%.
     lines = result.stderr.splitlines()

@@ -27,15 +27,18 @@ pytestmark = pytest.mark.stack
 FILES = {"run/a.txt": b"alpha\n", "run/b.bin": bytes(range(256)) * 3, "empty.txt": b""}
 STATE_KEYS = {"job_id", "state", "task", "task_percent", "complete", "updated", "created", "exception"}
 # Fields a Files or Transactions item has, plus one nobody expects.
-FIELDS = ["destinationTable", "name", "subdir", "size", "hashtype", "hashsum", "mimetype", "value", "key", "source", "extra"]
-NAMES = ["metadata.txt", "./metadata.txt", "data/run/a.txt", "data/run/b.bin", "data/empty.txt", "data/run", "/data/run/a.txt",
+FIELDS = ["destinationTable", "name", "subdir", "size", "hashtype", "hashsum", "mimetype", "value", "key", "source",
+          "extra"]
+NAMES = ["metadata.txt", "./metadata.txt", "data/run/a.txt", "data/run/b.bin", "data/empty.txt", "data/run",
+         "/data/run/a.txt",
          "data/../run/a.txt", "data/ü.txt"]
 
 # Any text tarfile can encode (no lone surrogates); NUL and control characters included.
 member_names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=30)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20) | st.sampled_from(["Files", "sha1", "md5", "data", "../..", "", "a.txt", "application/json"]),
+    | st.text(max_size=20) | st.sampled_from(["Files", "sha1", "md5", "data", "../..", "", "a.txt",
+                                              "application/json"]),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=6,
 )
@@ -85,7 +88,8 @@ def spliced(draw: st.DrawFn, members: list[tuple[str, bytes]]) -> list[tuple[str
             members[index] = (draw(st.sampled_from(NAMES) | member_names), members[index][1])
         elif action == "swap" and len(members) > 1:
             other = draw(st.integers(0, len(members) - 1))
-            members[index], members[other] = (members[index][0], members[other][1]), (members[other][0], members[index][1])
+            members[index], members[other] = (members[index][0],
+                                              members[other][1]), (members[other][0], members[index][1])
         elif action == "insert":
             members.insert(index, (draw(st.sampled_from(NAMES)), draw(st.binary(max_size=600))))
         elif action == "reorder":
@@ -122,7 +126,8 @@ def checked(response: httpx.Response) -> httpx.Response:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(body=bundles())
-def test_mutated_bundle_never_5xx_always_completes_and_failure_writes_nothing(api: httpx.Client, s3: Minio, body: bytes) -> None:
+def test_mutated_bundle_never_5xx_always_completes_and_failure_writes_nothing(api: httpx.Client, s3: Minio,
+                                                                              body: bytes) -> None:
     response = checked(api.post("/upload", content=body, headers={"Content-Type": "application/octet-stream"}))
     event(f"HTTP {response.status_code}")
     if response.status_code != 200:
@@ -145,22 +150,29 @@ def test_mutated_bundle_never_5xx_always_completes_and_failure_writes_nothing(ap
 # in the making, our own buckets, other schemes, non-strings.
 sources = st.one_of(
     st.none(), st.integers(), st.lists(st.text(max_size=5), max_size=2),
-    st.sampled_from(["s3://ingest-staging/bundles/1.tar", "s3://ingest-archive/1/a.txt", "s3://", "s3:///x", "s3://ingest-shared/shared/",
-                     "s3://ingest-shared/shared/../x", "file:///etc/passwd", "/etc/passwd", "relative", "", "/", "//x"]),
-    st.builds(lambda parts: "/" + "/".join(parts), st.lists(st.sampled_from(["..", ".", "", "move-root", "users", "alice", "a\0b", "ü"]), max_size=6)),
+    st.sampled_from(["s3://ingest-staging/bundles/1.tar", "s3://ingest-archive/1/a.txt", "s3://", "s3:///x",
+                     "s3://ingest-shared/shared/",
+                     "s3://ingest-shared/shared/../x", "file:///etc/passwd", "/etc/passwd", "relative", "", "/",
+                     "//x"]),
+    st.builds(lambda parts: "/" + "/".join(parts),
+              st.lists(st.sampled_from(["..", ".", "", "move-root", "users", "alice", "a\0b", "ü"]), max_size=6)),
     st.text(max_size=40),
 )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(source=sources, size=st.integers(-1, 2**64), job_id=st.text(max_size=30) | st.integers(-(2**70), 2**70).map(str))
-def test_hostile_move_sources_and_job_ids_are_answered_never_5xx(api: httpx.Client, s3: Minio, source: Any, size: int, job_id: str) -> None:
+def test_hostile_move_sources_and_job_ids_are_answered_never_5xx(api: httpx.Client, s3: Minio, source: Any, size: int,
+                                                                 job_id: str) -> None:
     entry = files_entry("x.txt", "fuzz", b"x", source=source, size=size)
-    response = checked(api.post("/move", content=json.dumps(TRANSACTION + [entry]), headers={"Content-Type": "application/json"}))
+    response = checked(api.post("/move", content=json.dumps(TRANSACTION + [entry]),
+                                headers={"Content-Type": "application/json"}))
     event(f"/move {response.status_code}")
     if response.status_code == 200:
         final = wait_complete(api, response.json()["job_id"])
-        assert final["state"] == "FAILED" and "Traceback" not in final["exception"], final  # no such file exists anywhere
+        assert final["state"] == "FAILED" and "Traceback" not in final["exception"], (
+            final
+        )  # no such file exists anywhere
         assert archive_keys(s3, final["job_id"]) == []
     # The path form percent-encoded, as any client would send it (httpx refuses raw control characters).
     for response in (api.get("/get_state", params={"job_id": job_id}), api.get(f"/get_state/{quote(job_id, safe='')}")):

@@ -37,7 +37,8 @@ CASES: list[tuple[str, Callable[[], bytes], str, list[str]]] = [
     # Absolute and escaping paths, listed as Files.
     ("absolute member listed", lambda: listed("/etc/passwd", member("/etc/passwd", SECRET), data=SECRET),
      "load metadata", ["absolute", "/etc"]),
-    ("absolute via ustar prefix", lambda: listed("/etc/passwd", hostile.with_prefix(b"/etc", b"passwd", SECRET), data=SECRET),
+    ("absolute via ustar prefix",
+     lambda: listed("/etc/passwd", hostile.with_prefix(b"/etc", b"passwd", SECRET), data=SECRET),
      "load metadata", ["absolute", "/etc"]),
     ("dot-dot member listed", lambda: listed("data/../../escape.txt", member("data/../../escape.txt", b"x"), data=b"x"),
      "load metadata", ["'..'", "escape.txt"]),
@@ -45,17 +46,21 @@ CASES: list[tuple[str, Callable[[], bytes], str, list[str]]] = [
                                               metadata([{**entry("data/a/b.txt", b"x"), "name": "../../b.txt"}])),
      "load metadata", ["'..'", "b.txt"]),
     # NUL and control characters.
-    ("NUL in a PAX path", lambda: listed("data/a.txt", pax([pax_record("path", b"data/a.txt\x00.sh")]), member("x", b"x"), data=b"x"),
+    ("NUL in a PAX path",
+     lambda: listed("data/a.txt", pax([pax_record("path", b"data/a.txt\x00.sh")]), member("x", b"x"), data=b"x"),
      "ingest files", ["data/a.txt", "not in the bundle"]),  # the member's name is not data/a.txt
-    ("NUL in a listed name", lambda: tar(member("data/a.txt", b"x"), metadata([{**entry("data/a.txt", b"x"), "name": "a.txt\x00.sh"}])),
+    ("NUL in a listed name",
+     lambda: tar(member("data/a.txt", b"x"), metadata([{**entry("data/a.txt", b"x"), "name": "a.txt\x00.sh"}])),
      "load metadata", ["control character", "a.txt"]),
     # Names and segments over the limits (1,024 / 255 bytes).
     # (an unlisted member's long name is ignored; listing it is refused at load metadata)
     ("PAX name over 1024 bytes", lambda: listed(f"data/{LONG}", pax([pax_record("path", f"data/{LONG}")]), member("x")),
      "load metadata", ["1024", "max_name_bytes"]),
-    ("GNU long name over 1024 bytes", lambda: listed(f"data/{LONG}", gnu_longname(f"data/{LONG}".encode()), member("x")),
+    ("GNU long name over 1024 bytes",
+     lambda: listed(f"data/{LONG}", gnu_longname(f"data/{LONG}".encode()), member("x")),
      "load metadata", ["1024", "max_name_bytes"]),
-    ("PAX segment over 255 bytes", lambda: listed("data/" + "s" * 256, pax([pax_record("path", "data/" + "s" * 256)]), member("x")),
+    ("PAX segment over 255 bytes",
+     lambda: listed("data/" + "s" * 256, pax([pax_record("path", "data/" + "s" * 256)]), member("x")),
      "load metadata", ["255", "max_segment_bytes"]),
     ("listed name over 1024 bytes", lambda: tar(metadata([entry(f"data/{LONG}")])),
      "load metadata", ["1024", "max_name_bytes"]),
@@ -64,7 +69,8 @@ CASES: list[tuple[str, Callable[[], bytes], str, list[str]]] = [
     # Members that are not regular files, listed as Files.
     ("symlink listed", lambda: listed("data/link.txt", member("data/link.txt", typeflag=b"2", linkname=b"/etc/passwd")),
      "load metadata", ["symbolic link", "/etc/passwd", "data/link.txt"]),
-    ("hardlink listed", lambda: listed("data/hard.txt", member("data/hard.txt", typeflag=b"1", linkname=b"/etc/shadow")),
+    ("hardlink listed",
+     lambda: listed("data/hard.txt", member("data/hard.txt", typeflag=b"1", linkname=b"/etc/shadow")),
      "load metadata", ["hard link", "data/hard.txt"]),
     ("character device listed", lambda: listed("data/tty", member("data/tty", typeflag=b"3")),
      "load metadata", ["character device", "data/tty"]),
@@ -79,15 +85,19 @@ CASES: list[tuple[str, Callable[[], bytes], str, list[str]]] = [
     # Tar bombs and sparse members.
     ("header claims 8 GiB", lambda: tar(raw_header(b"data/bomb.bin", size=8 * 1024**3 - 1)),
      "open tar", ["data/bomb.bin", str(MAX_BODY), "max_total_bytes"]),
-    ("base-256 size claims 2**60", lambda: tar(hostile.with_size_field(raw_header(b"data/bomb.bin"), b"\x80" + (2**60).to_bytes(11, "big"))),
+    ("base-256 size claims 2**60",
+     lambda: tar(hostile.with_size_field(raw_header(b"data/bomb.bin"), b"\x80" + (2**60).to_bytes(11, "big"))),
      "open tar", ["data/bomb.bin", str(MAX_BODY), "max_total_bytes"]),
-    ("PAX size claims 10**18", lambda: listed("data/bomb.bin", pax([pax_record("size", str(10**18))]), member("data/bomb.bin")),
+    ("PAX size claims 10**18",
+     lambda: listed("data/bomb.bin", pax([pax_record("size", str(10**18))]), member("data/bomb.bin")),
      "open tar", ["data/bomb.bin", str(MAX_BODY), "max_total_bytes"]),
     ("header claims more than the body holds", lambda: raw_header(b"data/short.bin", size=MAX_BODY // 2) + bytes(4096),
      "open tar", ["truncated", "data/short.bin"]),
-    ("GNU sparse member", lambda: listed("data/sparse.bin", member("data/sparse.bin", bytes(512), typeflag=b"S"), data=bytes(512)),
+    ("GNU sparse member",
+     lambda: listed("data/sparse.bin", member("data/sparse.bin", bytes(512), typeflag=b"S"), data=bytes(512)),
      "load metadata", ["sparse", "data/sparse.bin"]),
-    ("PAX sparse member", lambda: listed("data/sparse.bin", pax([pax_record("GNU.sparse.major", "1"), pax_record("GNU.sparse.minor", "0")]),
+    ("PAX sparse member",
+     lambda: listed("data/sparse.bin", pax([pax_record("GNU.sparse.major", "1"), pax_record("GNU.sparse.minor", "0")]),
                                          member("data/sparse.bin", bytes(512)), data=bytes(512)),
      "load metadata", ["sparse", "data/sparse.bin"]),
     # The configured limits.
@@ -96,30 +106,37 @@ CASES: list[tuple[str, Callable[[], bytes], str, list[str]]] = [
     ("metadata.txt over max_metadata_bytes", lambda: hostile.oversized_metadata(MAX_METADATA),
      "load metadata", [str(MAX_METADATA + 1), str(MAX_METADATA), "max_metadata_bytes"]),
     # PAX and GNU tricks.
-    ("PAX header over max_extended_header_bytes", lambda: tar(pax([pax_record("comment", "c" * (1024 * 1024))]), member("x"), metadata()),
+    ("PAX header over max_extended_header_bytes",
+     lambda: tar(pax([pax_record("comment", "c" * (1024 * 1024))]), member("x"), metadata()),
      "open tar", ["extension header", "max_extended_header_bytes"]),
-    ("GNU long names chained past the limit", lambda: tar(*(gnu_longname(b"n" * 300_000) for _ in range(4)), member("x"), metadata()),
+    ("GNU long names chained past the limit",
+     lambda: tar(*(gnu_longname(b"n" * 300_000) for _ in range(4)), member("x"), metadata()),
      "open tar", ["extension header", "max_extended_header_bytes"]),
     ("PAX header with no member after it", lambda: tar(metadata(), pax([pax_record("path", "data/ghost.txt")])),
      "open tar", ["extension header", "not followed by a member"]),
     ("PAX global header sets a size", lambda: tar(pax([pax_record("size", "0")], typeflag=b"g"), metadata()),
      "open tar", ["global", "size"]),
-    ("PAX path is not UTF-8", lambda: listed("data/a.txt", pax([pax_record("path", b"data/\xff\xfe.txt")]), member("x")),
+    ("PAX path is not UTF-8",
+     lambda: listed("data/a.txt", pax([pax_record("path", b"data/\xff\xfe.txt")]), member("x")),
      "ingest files", ["data/a.txt", "not in the bundle"]),
     ("PAX record length lies", lambda: tar(pax([b"99 path=data/a.txt\n"]), member("x"), metadata()),
      "open tar", ["PAX", "malformed"]),
-    ("PAX path renames a member to metadata.txt", lambda: tar(metadata(), pax([pax_record("path", "metadata.txt")]), member("data/innocent.txt", b"[]")),
+    ("PAX path renames a member to metadata.txt",
+     lambda: tar(metadata(), pax([pax_record("path", "metadata.txt")]), member("data/innocent.txt", b"[]")),
      "load metadata", ["metadata.txt twice"]),
-    ("GNU long name makes metadata.txt a symlink", lambda: tar(gnu_longname(b"metadata.txt"), member("data/x", typeflag=b"2", linkname=b"/etc/passwd")),
+    ("GNU long name makes metadata.txt a symlink",
+     lambda: tar(gnu_longname(b"metadata.txt"), member("data/x", typeflag=b"2", linkname=b"/etc/passwd")),
      "load metadata", ["metadata.txt", "symlink"]),
-    ("GNU long link to an absolute target", lambda: listed("data/l.txt", gnu_longname(b"/etc/" + b"p" * 200, typeflag=b"K"),
+    ("GNU long link to an absolute target",
+     lambda: listed("data/l.txt", gnu_longname(b"/etc/" + b"p" * 200, typeflag=b"K"),
                                                            member("data/l.txt", typeflag=b"2", linkname=b"x")),
      "load metadata", ["symbolic link", "/etc/ppp"]),
     # Metadata values that cannot be written where they go (found by this suite: the worker crashed).
     ("mimetype with CR LF (header injection)", lambda: tar(member("data/a.txt", b"x"), metadata([
         {**entry("data/a.txt", b"x"), "mimetype": "text/plain\r\nX-Amz-Meta-Evil: 1"}])),
      "load metadata", ["mimetype", "a.txt", "Content-Type"]),
-    ("mimetype not ASCII", lambda: tar(member("data/a.txt", b"x"), metadata([{**entry("data/a.txt", b"x"), "mimetype": "ü/ü"}])),
+    ("mimetype not ASCII",
+     lambda: tar(member("data/a.txt", b"x"), metadata([{**entry("data/a.txt", b"x"), "mimetype": "ü/ü"}])),
      "load metadata", ["mimetype", "a.txt", "Content-Type"]),
     ("lone surrogate in metadata", lambda: tar(member("metadata.txt", json.dumps(
         [*TRANSACTION, {"destinationTable": "TransactionKeyValue", "key": "k", "value": "ok\ud800"}]).encode())),
@@ -131,7 +148,8 @@ CASES: list[tuple[str, Callable[[], bytes], str, list[str]]] = [
      "load metadata", ["nests deeper than 64"]),
     ("metadata with a 5,000-digit number", lambda: tar(member("metadata.txt", b"[" + b"9" * 5000 + b"]")),
      "load metadata", ["metadata.txt", "not valid JSON"]),
-    ("metadata with a number out of range", lambda: tar(member("metadata.txt", b'[{"destinationTable": "x", "value": 1e999}]')),
+    ("metadata with a number out of range",
+     lambda: tar(member("metadata.txt", b'[{"destinationTable": "x", "value": 1e999}]')),
      "load metadata", ["out of range", "1e999"]),
 ]
 
@@ -149,11 +167,13 @@ def assert_nothing_written(s3: Minio, job_id: int) -> None:
 
 @pytest.mark.parametrize("case, make, task, words", CASES, ids=[case[0] for case in CASES])
 def test_hostile_bundle_fails_at_its_step_and_writes_nothing(api: httpx.Client, s3: Minio, case: str,
-                                                              make: Callable[[], bytes], task: str, words: list[str]) -> None:
+                                                              make: Callable[[], bytes], task: str,
+                                                              words: list[str]) -> None:
     response = post(api, make())
     assert response.status_code == 200, response.text
     final = wait_complete(api, response.json()["job_id"])
-    assert (final["state"], final["task"], final["task_percent"], final["complete"]) == ("FAILED", task, "0.0", True), final
+    assert (final["state"], final["task"], final["task_percent"],
+            final["complete"]) == ("FAILED", task, "0.0", True), final
     for word in words:
         assert word.lower() in final["exception"].lower(), (word, final["exception"])
     assert "Traceback" not in final["exception"]
@@ -232,7 +252,8 @@ def test_move_document_nested_deep_is_400(api: httpx.Client) -> None:
 
 
 def test_move_document_with_a_lone_surrogate_is_400(api: httpx.Client) -> None:
-    response = post(api, b'[{"destinationTable": "TransactionKeyValue", "key": "k", "value": "\\udc00"}]', "/move", "application/json")
+    response = post(api, b'[{"destinationTable": "TransactionKeyValue", "key": "k", "value": "\\udc00"}]', "/move",
+                    "application/json")
     assert response.status_code == 400, response.text
     assert "surrogate" in response.json()["message"]
 

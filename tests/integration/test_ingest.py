@@ -27,7 +27,8 @@ def test_bundle_is_ingested_and_files_are_in_the_archive(api: httpx.Client, s3: 
     assert accepted["state"] == "OK" and accepted["task"] == "UPLOADING"
     assert set(accepted) == {"job_id", "state", "task", "task_percent", "complete", "updated", "created", "exception"}
     final = wait_complete(api, accepted["job_id"])
-    assert (final["state"], final["task"], final["task_percent"], final["complete"]) == ("OK", "ingest metadata", "100.0", True)
+    assert (final["state"], final["task"], final["task_percent"],
+            final["complete"]) == ("OK", "ingest metadata", "100.0", True)
     job_id = final["job_id"]
     for path, data in files.items():
         response = s3.get_object("ingest-archive", f"{job_id}/{path}")
@@ -61,7 +62,8 @@ def test_get_state_by_path_and_errors(api: httpx.Client) -> None:
     ("not a list", tar_bytes([("metadata.txt", b"{}")]), "load metadata", ["list"]),
     ("no destinationTable", tar_bytes([("metadata.txt", b"[{\"value\": 1}]")]), "load metadata", ["destinationTable"]),
 ])
-def test_bad_bundles_fail_at_their_step(api: httpx.Client, s3: Minio, case: str, body: bytes, task: str, words: list[str]) -> None:
+def test_bad_bundles_fail_at_their_step(api: httpx.Client, s3: Minio, case: str, body: bytes, task: str,
+                                        words: list[str]) -> None:
     job_id = upload(api, body)["job_id"]
     final = wait_complete(api, job_id)
     assert (final["state"], final["task"], final["complete"]) == ("FAILED", task, True), final
@@ -73,7 +75,8 @@ def test_bad_bundles_fail_at_their_step(api: httpx.Client, s3: Minio, case: str,
 def test_digest_mismatch_fails_and_rolls_back(api: httpx.Client, s3: Minio) -> None:
     good = b"good bytes"
     metadata = TRANSACTION + [files_entry("a.txt", "x", good), files_entry("b.txt", "x", b"what was promised")]
-    body = tar_bytes([("data/x/a.txt", good), ("data/x/b.txt", b"what was sent!!!!"), ("metadata.txt", json.dumps(metadata).encode())])
+    body = tar_bytes([("data/x/a.txt", good), ("data/x/b.txt", b"what was sent!!!!"),
+                      ("metadata.txt", json.dumps(metadata).encode())])
     job_id = upload(api, body)["job_id"]
     final = wait_complete(api, job_id)
     assert (final["state"], final["task"]) == ("FAILED", "ingest files"), final
@@ -101,8 +104,10 @@ def without(field: str) -> dict:
     ("unknown hashtype", [entry(hashtype="crc99")], [("data/x/a.txt", b"alpha")], "load metadata", ["crc99"]),
     ("malformed hashsum", [entry(hashsum="xyz")], [("data/x/a.txt", b"alpha")], "load metadata", ["hashsum"]),
     ("duplicate files", [entry(), entry()], [("data/x/a.txt", b"alpha")], "load metadata", ["a.txt"]),
-    ("same member twice", [entry(), entry(subdir="data//x/")], [("data/x/a.txt", b"alpha")], "load metadata", ["data/x/a.txt"]),
-    ("member missing", [entry()], [("data/x/other.txt", b"alpha")], "ingest files", ["data/x/a.txt", "not in the bundle"]),
+    ("same member twice", [entry(), entry(subdir="data//x/")], [("data/x/a.txt", b"alpha")], "load metadata",
+     ["data/x/a.txt"]),
+    ("member missing", [entry()], [("data/x/other.txt", b"alpha")], "ingest files",
+     ["data/x/a.txt", "not in the bundle"]),
     ("size mismatch", [entry(size=4)], [("data/x/a.txt", b"alpha")], "ingest files", ["5 bytes", "says 4 bytes"]),
 ])
 def test_each_validation_case_fails_at_its_step(api: httpx.Client, s3: Minio, case: str, metadata: list | None,
@@ -136,7 +141,8 @@ def test_small_files_read_together_and_large_files_alone_all_arrive_intact(api: 
     small = {f"s/{index:04}.bin": os.urandom(index * 37 % 5000) for index in range(600)}
     large = {"l/big.bin": os.urandom(3 * 1024 * 1024 + 17)}
     listed = {**dict(list(small.items())[:300]), **large, **dict(list(small.items())[300:])}
-    metadata = TRANSACTION + [files_entry(path.rpartition("/")[2], path.rpartition("/")[0], data) for path, data in listed.items()]
+    metadata = TRANSACTION + [files_entry(path.rpartition("/")[2], path.rpartition("/")[0], data) for path,
+                              data in listed.items()]
     members = [(f"data/{path}", data) for path, data in list(listed.items())[:150]]
     members.append(("data/unlisted/filler.bin", os.urandom(2 * 1024 * 1024)))  # a gap in the run
     members += [(f"data/{path}", data) for path, data in list(listed.items())[150:]]
@@ -151,8 +157,10 @@ def test_a_large_file_with_a_wrong_sha1_is_refused_before_anything_is_copied(api
     """Large sha1 members are hashed by the API while staging and copied server-side; a wrong sum
     is caught from that hash, at ingest files, and nothing reaches the archive."""
     good, bad = os.urandom(2 * 1024 * 1024), os.urandom(3 * 1024 * 1024)
-    metadata = TRANSACTION + [files_entry("good.bin", "l", good), files_entry("bad.bin", "l", bad, hashsum=hashlib.sha1(b"x").hexdigest())]
-    body = tar_bytes([("data/l/good.bin", good), ("data/l/bad.bin", bad), ("metadata.txt", json.dumps(metadata).encode())])
+    metadata = TRANSACTION + [files_entry("good.bin", "l", good),
+                              files_entry("bad.bin", "l", bad, hashsum=hashlib.sha1(b"x").hexdigest())]
+    body = tar_bytes([("data/l/good.bin", good), ("data/l/bad.bin", bad),
+                      ("metadata.txt", json.dumps(metadata).encode())])
     final = wait_complete(api, upload(api, body)["job_id"])
     assert (final["state"], final["task"]) == ("FAILED", "ingest files"), final
     assert "data/l/bad.bin: sha1 mismatch" in final["exception"] and hashlib.sha1(bad).hexdigest() in final["exception"]

@@ -70,7 +70,8 @@ def test_a_worker_that_never_starts_fails_the_job(stack: Stack, api: httpx.Clien
     assert "did not start within 3 s" in final["exception"] and "INGEST_START_TIMEOUT_SECONDS" in final["exception"]
 
 
-def test_retention_removes_staged_data_then_finished_jobs(stack: Stack, api: httpx.Client, s3: Minio, job_store: JobStore,
+def test_retention_removes_staged_data_then_finished_jobs(stack: Stack, api: httpx.Client, s3: Minio,
+                                                          job_store: JobStore,
                                                           kubectl) -> None:
     failed = upload(api, bundle({"keep.txt": b"k"}, metadata=b"[{\"value\": 1}]")[0])["job_id"]
     assert wait_complete(api, failed)["state"] == "FAILED"
@@ -79,8 +80,14 @@ def test_retention_removes_staged_data_then_finished_jobs(stack: Stack, api: htt
     assert wait_complete(api, done)["state"] == "OK"
     time.sleep(2)
     with operator_settings(stack, INGEST_STAGED_RETENTION_SECONDS="1"):
-        wait_for(lambda: jobs.STAGED_REMOVED_ANNOTATION in (job_store.get(f"ingest-{failed}")["metadata"].get("annotations") or {}),
-                 timeout=30, what="the staged bundle's retention")
+        wait_for(
+            lambda: (
+                jobs.STAGED_REMOVED_ANNOTATION
+                in (job_store.get(f"ingest-{failed}")["metadata"].get("annotations") or {})
+            ),
+            timeout=30,
+            what="the staged bundle's retention",
+        )
     assert [item.object_name for item in s3.list_objects("ingest-staging", prefix=f"bundles/{failed}.")] == []
     assert "StagedRemoved" in kubectl("describe", "ingestjob", f"ingest-{failed}").stdout
     with operator_settings(stack, INGEST_JOB_RETENTION_DAYS=str(1 / 86400)):  # one second

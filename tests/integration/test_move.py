@@ -36,13 +36,15 @@ def place(folder: Path, files: dict[str, bytes]) -> list[dict[str, Any]]:
     return entries
 
 
-def test_move_of_three_files_completes_and_removes_sources(api: httpx.Client, s3: Minio, move_root: Path, tmp_path: Path) -> None:
+def test_move_of_three_files_completes_and_removes_sources(api: httpx.Client, s3: Minio, move_root: Path,
+                                                           tmp_path: Path) -> None:
     folder = move_root / tmp_path.name
     files = {"run/a.txt": b"alpha", "run/b.txt": b"beta" * 1000, "c.bin": os.urandom(70000)}
     response = post_move(api, TRANSACTION + place(folder, files))
     assert response.status_code == 200, response.text
     final = wait_complete(api, response.json()["job_id"])
-    assert (final["state"], final["task"], final["task_percent"], final["complete"]) == ("OK", "ingest metadata", "100.0", True)
+    assert (final["state"], final["task"], final["task_percent"],
+            final["complete"]) == ("OK", "ingest metadata", "100.0", True)
     job_id = final["job_id"]
     for relative, data in files.items():
         assert s3.get_object("ingest-archive", f"{job_id}/{relative}").read() == data
@@ -51,13 +53,17 @@ def test_move_of_three_files_completes_and_removes_sources(api: httpx.Client, s3
              what="the moved sources to be removed")
 
 
-@pytest.mark.parametrize("case", ["no source", "absent", "symlink out", "symlinked folder", "a folder", "digest", "size"])
-def test_move_failures_leave_sources_and_archive_untouched(api: httpx.Client, s3: Minio, move_root: Path, tmp_path: Path, case: str) -> None:
+@pytest.mark.parametrize("case",
+                         ["no source", "absent", "symlink out", "symlinked folder", "a folder", "digest", "size"])
+def test_move_failures_leave_sources_and_archive_untouched(api: httpx.Client, s3: Minio, move_root: Path,
+                                                           tmp_path: Path, case: str) -> None:
     folder = move_root / f"{tmp_path.name}-{case.replace(' ', '-')}"
     entries = place(folder, {"good.txt": b"good", "bad.txt": b"bad file"})
     bad = entries[1]
-    refused = f"source {str(folder / 'x')!r} cannot be moved: it does not exist, or it is not a file this service may read for you"
-    words = {"no source": "source", "absent": refused, "symlink out": refused, "symlinked folder": refused, "a folder": refused,
+    refused = (f"source {str(folder / 'x')!r} cannot be moved: it does not exist, "
+               "or it is not a file this service may read for you")
+    words = {"no source": "source", "absent": refused, "symlink out": refused, "symlinked folder": refused,
+             "a folder": refused,
              "digest": "mismatch", "size": "size mismatch"}[case]
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -96,12 +102,15 @@ def test_move_failures_leave_sources_and_archive_untouched(api: httpx.Client, s3
     "s3://ingest-staging/1/bundle.tar", "s3://ingest-archive/1/a.txt", "s3://ingest-shared/elsewhere/a.txt",
     "s3://ingest-shared/shared/../elsewhere/a.txt", "s3://other-bucket/shared/a.txt",
 ])
-def test_sources_outside_the_scope_are_400_without_a_job(api: httpx.Client, job_store: JobStore, move_root: Path, source: str) -> None:
+def test_sources_outside_the_scope_are_400_without_a_job(api: httpx.Client, job_store: JobStore, move_root: Path,
+                                                         source: str) -> None:
     before = {job["metadata"]["name"] for job in job_store.list()}
     entry = files_entry("a.txt", "scoped", b"data", source=source.replace("{root}", str(move_root)))
     response = post_move(api, TRANSACTION + [entry])
     assert response.status_code == 400, response.text
-    assert response.json()["message"].endswith("cannot be moved: it does not exist, or it is not a file this service may read for you")
+    assert response.json()["message"].endswith(
+        "cannot be moved: it does not exist, or it is not a file this service may read for you"
+    )
     assert {job["metadata"]["name"] for job in job_store.list()} == before
 
 
@@ -113,12 +122,15 @@ def test_sources_outside_the_scope_are_400_without_a_job(api: httpx.Client, job_
     ("[{", "application/json", 400),
     ("[]", "text/plain", 415),
 ])
-def test_bad_move_documents_are_refused_without_a_job(api: httpx.Client, job_store: JobStore, body: str, content_type: str, status: int) -> None:
+def test_bad_move_documents_are_refused_without_a_job(api: httpx.Client, job_store: JobStore, body: str,
+                                                      content_type: str, status: int) -> None:
     before = {job["metadata"]["name"] for job in job_store.list()}
     response = api.post("/move", content=body, headers={"Content-Type": content_type})
     assert response.status_code == status, response.text
     assert set(response.json()) == {"status", "message"} and response.json()["message"]
-    assert {job["metadata"]["name"] for job in job_store.list()} == before, "no job may be created for a refused document"
+    assert {job["metadata"]["name"] for job in job_store.list()} == before, (
+        "no job may be created for a refused document"
+    )
 
 
 def test_s3_source_is_copied_server_side(api: httpx.Client, s3: Minio) -> None:

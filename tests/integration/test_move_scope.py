@@ -40,7 +40,8 @@ def replica(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     folder = tmp_path_factory.mktemp("scope")
     tokens = folder / "tokens"
     tokens.write_text("".join(f"{token} {user}\n" for user, token in TOKENS.items()))
-    env = {"INGEST_AUTH_TOKENS_FILE": str(tokens), "INGEST_MOVE_S3_SOURCES": "ingest-staging,ingest-archive/,ingest-shared/shared"}
+    env = {"INGEST_AUTH_TOKENS_FILE": str(tokens),
+           "INGEST_MOVE_S3_SOURCES": "ingest-staging,ingest-archive/,ingest-shared/shared"}
     with api_replica(stack, folder, env) as url:
         yield url
 
@@ -75,11 +76,13 @@ def bobs(replica: str, s3: Minio, user_root: Callable[[str], Path]) -> dict[tupl
                         metadata=TRANSACTION + [files_entry("staged.txt", "bob", b"something else")])
         job = bob.post("/upload", content=bad).json()["job_id"]
         assert wait_complete(bob, job)["state"] == "FAILED"
-        owned[("ingest-staging", jobs.staged_bundle_key(job))] = read_object(s3, "ingest-staging", jobs.staged_bundle_key(job))
+        owned[("ingest-staging", jobs.staged_bundle_key(job))] = read_object(s3, "ingest-staging",
+                                                                             jobs.staged_bundle_key(job))
         # A bundle small enough for the worker pool is read whole: it has no index to steal.
         if any(item.object_name == jobs.staged_index_key(job)
                for item in s3.list_objects("ingest-staging", prefix=jobs.staged_index_key(job))):
-            owned[("ingest-staging", jobs.staged_index_key(job))] = read_object(s3, "ingest-staging", jobs.staged_index_key(job))
+            owned[("ingest-staging", jobs.staged_index_key(job))] = read_object(s3, "ingest-staging",
+                                                                                jobs.staged_index_key(job))
         secret = user_root("bob") / "secret" / "data.txt"
         secret.parent.mkdir(parents=True, exist_ok=True)
         secret.write_bytes(b"bob's file on disk")
@@ -87,7 +90,8 @@ def bobs(replica: str, s3: Minio, user_root: Callable[[str], Path]) -> dict[tupl
         missing = files_entry("x.txt", "bob", b"x", source=str(user_root("bob") / "nowhere.txt"))
         job = post_move(bob, [missing]).json()["job_id"]
         assert wait_complete(bob, job)["state"] == "FAILED"
-        owned[("ingest-staging", jobs.staged_move_key(job))] = read_object(s3, "ingest-staging", jobs.staged_move_key(job))
+        owned[("ingest-staging", jobs.staged_move_key(job))] = read_object(s3, "ingest-staging",
+                                                                           jobs.staged_move_key(job))
     return owned
 
 
@@ -118,7 +122,8 @@ def test_bobs_objects_and_paths_are_refused_at_once(replica: str, bobs: dict[tup
             assert message.endswith(f"source {source!r} {REFUSED}"), message
             for data in [bobs.get(("fs", source)), *bobs.values()]:
                 if data:
-                    assert str(len(data)) not in message.replace(source, "") and hashlib.sha1(data).hexdigest() not in message
+                    assert str(len(data)) not in message.replace(source,
+                                                                 "") and hashlib.sha1(data).hexdigest() not in message
     assert {job["metadata"]["name"] for job in job_store.list()} == before, "no job for a refused source"
     assert_untouched(s3, bobs)
 
@@ -169,7 +174,8 @@ def test_shared_roots_are_nobodys_with_authentication_on(replica: str, move_root
     assert source.read_bytes() == b"shared"
 
 
-def test_a_source_changed_after_the_copy_is_left_with_an_event(api: httpx.Client, stack: Stack, move_root: Path) -> None:
+def test_a_source_changed_after_the_copy_is_left_with_an_event(api: httpx.Client, stack: Stack,
+                                                               move_root: Path) -> None:
     """A file whose mtime keeps changing is copied (its bytes stay right) but never removed."""
     source = move_root / "changing" / "data.bin"
     source.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +193,9 @@ def test_a_source_changed_after_the_copy_is_left_with_an_event(api: httpx.Client
     toucher = threading.Thread(target=touch, daemon=True)
     toucher.start()
     try:
-        response = api.post("/move", content=json.dumps(TRANSACTION + [files_entry("data.bin", "changing", data, source=str(source))]),
+        response = api.post("/move",
+                            content=json.dumps(TRANSACTION + [files_entry("data.bin", "changing", data,
+                                                                          source=str(source))]),
                             headers={"Content-Type": "application/json"})
         final = wait_complete(api, response.json()["job_id"])
     finally:

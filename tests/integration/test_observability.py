@@ -71,12 +71,18 @@ def three_jobs(stack: Stack, api: httpx.Client, operator_metrics: str) -> dict[s
     wrong = [*TRANSACTION, files_entry("c.txt", "obs", b"c" * 500, hashsum="0" * 40)]
     bad, _ = bundle({"obs/c.txt": b"c" * 500}, metadata=wrong, extra_members=OWN_POD)
     garbage = b"this is not a tar file " * 100
-    ids = {"good": upload(api, good)["job_id"], "bad": upload(api, bad)["job_id"], "garbage": upload(api, garbage)["job_id"]}
+    ids = {"good": upload(api, good)["job_id"], "bad": upload(api, bad)["job_id"],
+           "garbage": upload(api, garbage)["job_id"]}
     states = {kind: wait_complete(api, job_id) for kind, job_id in ids.items()}
-    assert states["good"]["state"] == "OK" and states["bad"]["state"] == "FAILED" and states["garbage"]["state"] == "FAILED"
+    assert (
+        states["good"]["state"] == "OK"
+        and states["bad"]["state"] == "FAILED"
+        and states["garbage"]["state"] == "FAILED"
+    )
     assert states["bad"]["task"] == "ingest files", states["bad"]
     return {"ids": ids, "states": states, "sizes": {"good": len(good), "bad": len(bad), "garbage": len(garbage)},
-            "good_bytes": sum(map(len, good_files.values())), "api_before": api_before, "operator_before": operator_before}
+            "good_bytes": sum(map(len, good_files.values())), "api_before": api_before,
+            "operator_before": operator_before}
 
 
 def test_api_metrics_move_with_uploads(stack: Stack, three_jobs: dict[str, Any]) -> None:
@@ -161,12 +167,14 @@ def log_lines(path: Path) -> list[str]:
     return [line for line in path.read_text(errors="replace").splitlines() if re.match(r"\d{4}-\d\d-\d\d ", line)]
 
 
-def test_every_line_about_a_job_carries_its_job_id(stack: Stack, three_jobs: dict[str, Any], operator_metrics: str) -> None:
+def test_every_line_about_a_job_carries_its_job_id(stack: Stack, three_jobs: dict[str, Any],
+                                                   operator_metrics: str) -> None:
     job_id = three_jobs["ids"]["good"]
     tag = f"job_id={job_id}"
     about = re.compile(rf"\b(job {job_id}|ingest-{job_id})\b")
     worker = stack.directory / "pods" / "logs" / f"ingest-{job_id}-worker-1.log"
-    files = {"api": stack.directory / "logs" / "api.log", "operator": stack.directory / "logs" / "operator.log", "worker": worker}
+    files = {"api": stack.directory / "logs" / "api.log", "operator": stack.directory / "logs" / "operator.log",
+             "worker": worker}
     for component, path in files.items():
         lines = log_lines(path)
         tagged = [line for line in lines if line.endswith(tag)]
@@ -195,7 +203,8 @@ def json_api(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                                       "INGEST_LOG_FORMAT": "json", "INGEST_LOG_LEVEL": "DEBUG"}
     log = folder / "api.log"
     with open(log, "wb") as output:
-        process = subprocess.Popen([sys.executable, "-m", "ingest.api"], env=env, stdout=output, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([sys.executable, "-m", "ingest.api"], env=env, stdout=output,
+                                   stderr=subprocess.STDOUT,
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -212,7 +221,8 @@ def test_json_logs_carry_the_job_and_no_token(stack: Stack, json_api: tuple[str,
     url, log = json_api
     body, _ = bundle({"j.txt": b"json"})
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client:
-        assert client.post("/upload", content=body, headers={"Authorization": "Bearer not-the-token"}).status_code == 401
+        assert client.post("/upload", content=body,
+                           headers={"Authorization": "Bearer not-the-token"}).status_code == 401
         response = client.post("/upload", content=body)
         assert response.status_code == 200, response.text
         job_id = response.json()["job_id"]

@@ -99,7 +99,9 @@ def test_stateful_sequences_keep_to_the_document(api_schema: Any) -> None:
     class Machine(api_schema.as_state_machine()):  # type: ignore[misc]
         def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
             calls.append(f"{case.method} {case.operation.path} {response.status_code}")
-            assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:500]}"
+            assert response.status_code < 500, (
+                f"{case.method} {case.path}: {response.status_code} {response.text[:500]}"
+            )
             excluded = [positive_data_acceptance] if case.path == "/move" else []
             case.validate_response(response, additional_checks=additional_checks, excluded_checks=excluded)
 

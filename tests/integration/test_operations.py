@@ -51,7 +51,8 @@ def test_ingestcmd_job_sets_exactly_the_given_fields(stack: Stack, api: httpx.Cl
                        "--task-percent", "0.0", "--exception", "Failed by adminstrator")
     assert result.returncode == 0, result.stderr
     document = api.get(f"/get_state/{job_id}").json()
-    assert (document["state"], document["task"], document["task_percent"], document["exception"], document["complete"]) == \
+    assert (document["state"], document["task"], document["task_percent"], document["exception"],
+            document["complete"]) == \
         ("FAILED", "ingest files", "0.0", "Failed by adminstrator", True)
     only_exception = ingestcmd(stack, "job", "--job-id", str(job_id), "--exception", "second look")
     assert json.loads(only_exception.stdout)["task"] == "ingest files"
@@ -107,7 +108,10 @@ def test_an_upload_orphaned_by_a_dead_api_replica_fails(stack: Stack, api: httpx
 def denied_bundle(project: str, *, padding: int = 0) -> bytes:
     """A bundle the policy refuses for `project`; `padding` bytes in an unlisted member (ignored by
     the ingest) make it large enough for a worker Pod of its own in pool mode."""
-    metadata = [item if item["destinationTable"] != "Transactions.project" else {**item, "value": project} for item in TRANSACTION]
+    metadata = [
+        item if item["destinationTable"] != "Transactions.project" else {**item, "value": project}
+        for item in TRANSACTION
+    ]
     metadata.append(files_entry("r.txt", "retry", b"retry me"))
     extra = [("padding.bin", bytes(padding))] if padding else []
     return tar_bytes([("data/retry/r.txt", b"retry me"), *extra, ("metadata.txt", json.dumps(metadata).encode())])
@@ -121,7 +125,8 @@ def test_retry_after_policy_refusal_completes_with_the_same_job_id(
     policy.denied.add(project)
     job_id = upload(api, denied_bundle(project))["job_id"]
     failed = wait_complete(api, job_id)
-    assert (failed["state"], failed["task"]) == ("FAILED", "Policy Validation") and "closed for uploads" in failed["exception"]
+    assert (failed["state"], failed["task"]) == ("FAILED",
+                                                 "Policy Validation") and "closed for uploads" in failed["exception"]
     assert archive_keys(s3, job_id) == []
     policy.denied.discard(project)
     result = ingestcmd(stack, "retry", "--job-id", str(job_id))
@@ -130,7 +135,8 @@ def test_retry_after_policy_refusal_completes_with_the_same_job_id(
         stack.kill("operator")
         stack.start("operator")
     final = wait_complete(api, job_id, timeout=60)
-    assert (final["job_id"], final["state"], final["task"], final["complete"]) == (job_id, "OK", "ingest metadata", True)
+    assert (final["job_id"], final["state"], final["task"],
+            final["complete"]) == (job_id, "OK", "ingest metadata", True)
     assert s3.get_object("ingest-archive", f"{job_id}/retry/r.txt").read() == b"retry me"
     assert ingestcmd(stack, "retry", "--job-id", str(job_id)).returncode == 1  # only FAILED jobs
 
@@ -152,7 +158,8 @@ def test_kubectl_delete_removes_job_worker_and_staged_bundle_but_keeps_archived_
     assert kubectl("get", "ingestjob", f"ingest-{done}", check=False).returncode != 0
     assert api.get(f"/get_state/{done}").status_code == 404
     assert s3.get_object("ingest-archive", f"{done}/keep/me.txt").read() == b"keep"
-    staged = [item.object_name for item in s3.list_objects("ingest-staging", prefix=f"bundles/{failed}.", recursive=True)]
+    staged = [item.object_name for item in s3.list_objects("ingest-staging", prefix=f"bundles/{failed}.",
+                                                           recursive=True)]
     assert staged == []
 
 

@@ -53,7 +53,9 @@ def expire_a_finished_job(api: httpx.Client, kubectl: Callable[..., Any]) -> Non
 def allowed(rules: list[dict[str, Any]], use: Use) -> list[dict[str, Any]]:
     verb, group, resource, subresource = use
     full = f"{resource}/{subresource}" if subresource else resource
-    return [rule for rule in rules if group in rule["apiGroups"] and full in rule["resources"] and verb in rule["verbs"]]
+    return [
+        rule for rule in rules if group in rule["apiGroups"] and full in rule["resources"] and verb in rule["verbs"]
+    ]
 
 
 def granted(rules: list[dict[str, Any]]) -> set[Use]:
@@ -66,12 +68,15 @@ def granted(rules: list[dict[str, Any]]) -> set[Use]:
 def components(manifests: list[Manifest]) -> dict[str, str]:
     """ServiceAccount user name -> component, from the chart."""
     return {
-        f"system:serviceaccount:{NAMESPACE}:{sa['metadata']['name']}": sa["metadata"]["labels"]["app.kubernetes.io/component"]
+        f"system:serviceaccount:{NAMESPACE}:{sa['metadata']['name']}": sa["metadata"]["labels"][
+            "app.kubernetes.io/component"
+        ]
         for sa in of_kind(manifests, "ServiceAccount")
     }
 
 
-def test_each_component_is_allowed_exactly_what_it_used(stack: Stack, api: httpx.Client, kubectl: Callable[..., Any]) -> None:
+def test_each_component_is_allowed_exactly_what_it_used(stack: Stack, api: httpx.Client,
+                                                        kubectl: Callable[..., Any]) -> None:
     assert stack.namespace == NAMESPACE, "the chart is rendered for the stack's namespace"
     expire_a_finished_job(api, kubectl)
     log = httpx.get(f"{stack.kube_url}/_emulator/requests", timeout=30).json()
@@ -97,7 +102,8 @@ def test_each_component_is_allowed_exactly_what_it_used(stack: Stack, api: httpx
         for use in sorted(uses):
             print(f"  {'DENIED ' if use in denied else ''}{use}")
             if use in denied:
-                assert not allowed(rules[component], use), f"{component} {use} is listed as denied but the chart allows it"
+                assert not allowed(rules[component],
+                                   use), f"{component} {use} is listed as denied but the chart allows it"
             elif not allowed(rules[component], use):
                 problems.append(f"{component} used {use}, which its Role does not allow")
             elif use in exempt:

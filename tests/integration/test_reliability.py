@@ -16,6 +16,7 @@ def test_faults_under_load_leave_every_job_in_a_known_state(stack: Stack) -> Non
     assert report.stuck == [] and report.duplicate_job_ids == 0 and report.duplicate_file_ids == 0
     assert report.orphan_objects == [] and report.mismatched_jobs == [] and report.two_writers == []
     # The infrastructure faults always happen; a worker kill needs a worker running at that moment.
-    expected = ["operator killed", "api killed", "Kubernetes API stopped"] + ([] if stack.external else ["object store stopped"])
+    expected = ["operator killed", "api killed",
+                "Kubernetes API stopped"] + ([] if stack.external else ["object store stopped"])
     for fault in expected:  # an external object store is not ours to stop
         assert any(done.startswith(fault) for done in report.faults), report.faults

@@ -47,7 +47,8 @@ def test_bundle_from_pacificas_own_client(stack: Stack, api: httpx.Client, s3: M
             break
         assert time.monotonic() < deadline, state
         time.sleep(0.5)
-    assert (state["state"], state["task"], state["task_percent"], state["complete"]) == ("OK", "ingest metadata", "100.0", True)
+    assert (state["state"], state["task"], state["task_percent"],
+            state["complete"]) == ("OK", "ingest metadata", "100.0", True)
     for name, data in contents.items():
         assert s3.get_object("ingest-archive", f"{job_id}/{name.removeprefix('data/')}").read() == data
 

@@ -14,7 +14,8 @@ import pytest
 GROUP = ("ingest.pacifica.org", "v1")
 
 
-def _stream(kubeapi: Any, path: str, *, user: str = "admin") -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+def _stream(kubeapi: Any, path: str, *, user: str = "admin") -> tuple[http.client.HTTPConnection,
+                                                                      http.client.HTTPResponse]:
     conn = http.client.HTTPConnection("127.0.0.1", kubeapi.port, timeout=10)
     conn.request("GET", path, headers={"Authorization": f"Bearer {user}"})
     return conn, conn.getresponse()

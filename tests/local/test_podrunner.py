@@ -40,7 +40,8 @@ def pod(name: str, script: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def wait_phase(core: kubernetes.client.CoreV1Api, namespace: str, name: str, phases: set[str], timeout: float = 30) -> Any:
+def wait_phase(core: kubernetes.client.CoreV1Api, namespace: str, name: str, phases: set[str],
+               timeout: float = 30) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = core.read_namespaced_pod(name, namespace)
@@ -84,7 +85,11 @@ def test_deleting_a_pod_terminates_its_process(api_client: Any, runner: str, tmp
     pid = int(pid_file.read_text())
     core.delete_namespaced_pod("sleeper", runner)
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]:
+    while (
+        time.monotonic() < deadline
+        and os.path.exists(f"/proc/{pid}")
+        and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
+    ):
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 

@@ -103,7 +103,8 @@ def test_per_user_roots() -> None:
     assert roots_for(roots, None) == ("/shared",)
     assert roots_for(roots, "alice") == ("/home/alice/outbox",)
     assert roots_for(roots, "../bob") == ()
-    assert local_place("/home/alice/outbox/run/a.txt", roots_for(roots, "alice")) == ("/home/alice/outbox", ("run", "a.txt"))
+    assert local_place("/home/alice/outbox/run/a.txt",
+                       roots_for(roots, "alice")) == ("/home/alice/outbox", ("run", "a.txt"))
     assert local_place("/home/bob/outbox/run/a.txt", roots_for(roots, "alice")) is None
     assert local_place("/home/alice/outbox2/a.txt", roots_for(roots, "alice")) is None
     assert local_place("/home/alice/outbox/../../bob/outbox/a.txt", roots_for(roots, "alice")) is None
