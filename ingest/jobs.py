@@ -190,8 +190,9 @@ def format_percent(value: Any) -> str:
 
 def state_document(job: Mapping[str, Any]) -> dict[str, Any]:
     """The HTTP state document of a job: exactly Pacifica's keys and types."""
-    spec = job.get("spec") if isinstance(job.get("spec"), Mapping) else {}
-    status = job.get("status") if isinstance(job.get("status"), Mapping) else {}
+    given_spec, given_status = job.get("spec"), job.get("status")
+    spec: Mapping[str, Any] = given_spec if isinstance(given_spec, Mapping) else {}
+    status: Mapping[str, Any] = given_status if isinstance(given_status, Mapping) else {}
     state = str(status.get("state") or OK)
     task = str(status.get("task") or UPLOADING)
     percent = status.get("taskPercent", 0.0)

@@ -16,7 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import kubernetes
 import urllib3
@@ -73,22 +73,30 @@ def retrying(call: Callable[[], T], *, attempts: int = 8, first_delay: float = 0
     raise AssertionError("unreachable")
 
 
+def _document(value: object) -> dict[str, Any]:
+    """A custom object as the client returns it: the JSON document (the generated client types it `object`)."""
+    return cast(dict[str, Any], value)
+
+
 def list_pods(client: kubernetes.client.ApiClient, namespace: str, label_selector: str) -> list[dict[str, Any]]:
     """Pods as the API serves them (camelCase JSON), Terminating ones included."""
-    response = retrying(lambda: kubernetes.client.CoreV1Api(client).list_namespaced_pod(
-        namespace, label_selector=label_selector, _preload_content=False))
-    return json.loads(response.data).get("items", [])
+    response = cast(urllib3.HTTPResponse, retrying(lambda: kubernetes.client.CoreV1Api(client).list_namespaced_pod(
+        namespace, label_selector=label_selector, _preload_content=False)))
+    items: list[dict[str, Any]] = json.loads(response.data).get("items", [])
+    return items
 
 
 def read_pod(client: kubernetes.client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     """A Pod as the API serves it (camelCase JSON), or None when it does not exist."""
     try:
-        response = kubernetes.client.CoreV1Api(client).read_namespaced_pod(name, namespace, _preload_content=False)
+        raw = kubernetes.client.CoreV1Api(client).read_namespaced_pod(name, namespace, _preload_content=False)
+        response = cast(urllib3.HTTPResponse, raw)
     except ApiException as error:
         if error.status == 404:
             return None
         raise
-    return json.loads(response.data)
+    pod: dict[str, Any] = json.loads(response.data)
+    return pod
 
 
 class JobStore:
@@ -104,7 +112,7 @@ class JobStore:
 
     def get(self, name: str) -> Job | None:
         try:
-            return retrying(lambda: self.custom.get_namespaced_custom_object(*self._args(), name))
+            return _document(retrying(lambda: self.custom.get_namespaced_custom_object(*self._args(), name)))
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -126,7 +134,7 @@ class JobStore:
             created = retrying(lambda: self.custom.patch_namespaced_custom_object_status(
                 *self._args(), name, {"status": status}
             ))
-        return created
+        return _document(created)
 
     def list(self, label_selector: str | None = None) -> list[Job]:
         items: list[Job] = []
@@ -137,14 +145,14 @@ class JobStore:
                 kwargs["label_selector"] = label_selector
             if token:
                 kwargs["_continue"] = token
-            page = self.custom.list_namespaced_custom_object(*self._args(), **kwargs)
+            page = _document(self.custom.list_namespaced_custom_object(*self._args(), **kwargs))
             items.extend(page.get("items", []))
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items
 
     def patch(self, name: str, body: dict[str, Any]) -> Job:
-        return self.custom.patch_namespaced_custom_object(*self._args(), name, body)
+        return _document(self.custom.patch_namespaced_custom_object(*self._args(), name, body))
 
     def delete(self, name: str) -> None:
         try:
@@ -174,7 +182,7 @@ class JobStore:
             }
             try:
                 write = functools.partial(self.custom.patch_namespaced_custom_object_status, *self._args(), name, body)
-                return retrying(write)
+                return _document(retrying(write))
             except ApiException as error:
                 if error.status != 409:
                     raise

@@ -67,8 +67,9 @@ class Job:
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> Job:
         meta = body.get("metadata") or {}
-        spec = body.get("spec") if isinstance(body.get("spec"), Mapping) else {}
-        status = body.get("status") if isinstance(body.get("status"), Mapping) else {}
+        given_spec, given_status = body.get("spec"), body.get("status")
+        spec: Mapping[str, Any] = given_spec if isinstance(given_spec, Mapping) else {}
+        status: Mapping[str, Any] = given_status if isinstance(given_status, Mapping) else {}
         problems: list[str] = []
         for field in ("updated", "created", "finishedAt"):
             if status.get(field) and jobs.parse_time(status.get(field)) is None:

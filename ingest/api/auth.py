@@ -72,7 +72,8 @@ def load_tokens(path: str) -> dict[str, str]:
 
 def is_preflight(scope: Scope) -> bool:
     """tus's OPTIONS (and a browser's CORS preflight, which never carries credentials) say nothing about data."""
-    return scope["method"] == "OPTIONS" and (scope["path"] == "/uploads" or scope["path"].startswith("/uploads/"))
+    path: str = scope["path"]
+    return scope["method"] == "OPTIONS" and (path == "/uploads" or path.startswith("/uploads/"))
 def trusted_networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
     try:
         return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)

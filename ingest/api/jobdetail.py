@@ -84,7 +84,7 @@ def problems(job: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def succeeded(document: dict[str, Any]) -> bool:
-    return document["state"] == jobs.OK and document["complete"]
+    return document["state"] == jobs.OK and bool(document["complete"])
 
 
 def archived_files(storage: Storage, settings: Settings, job_id: int) -> tuple[list[dict[str, Any]], int] | None:

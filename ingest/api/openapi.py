@@ -50,7 +50,7 @@ _ERROR_RESPONSES: Final = {
 }
 
 PUBLIC: Final[list[dict[str, list[str]]]] = []  # no authentication, ever
-PROTECTED: Final = [{}, {"bearer": []}]  # a token when the deployment configures tokens
+PROTECTED: Final[list[dict[str, list[str]]]] = [{}, {"bearer": []}]  # a token when the deployment configures tokens
 
 STATE_RESPONSE: Final = _json(_ref("StateDocument"), "The job's state document.")
 # What a client does next with a new job: poll it. The links let schemathesis' stateful mode (and

@@ -63,7 +63,7 @@ def hasher(hashtype: str) -> Callable[[], Any]:
     """A constructor of fresh hash objects for a canonical hash type (`hasher('sha1')()`)."""
     if hashtype not in ALGORITHMS:
         raise ValueError(f"not a canonical hashtype: {hashtype!r}")  # callers pass FileEntry.hashtype
-    constructor = getattr(hashlib, hashtype, None)
+    constructor: Callable[[], Any] | None = getattr(hashlib, hashtype, None)
     if constructor is not None:
         return constructor
     return lambda: hashlib.new(hashtype)

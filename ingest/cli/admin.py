@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import kubernetes
@@ -37,7 +37,7 @@ def set_status(store: kube.JobStore, job_id: int, fields: dict[str, Any]) -> dic
     return written or job
 
 
-def command_job(store: kube.JobStore, args: argparse.Namespace) -> Any:
+def command_job(store: kube.JobStore, args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if args.state is not None:
         fields["state"] = args.state
@@ -50,7 +50,7 @@ def command_job(store: kube.JobStore, args: argparse.Namespace) -> Any:
     return jobs.state_document(set_status(store, args.job_id, fields))
 
 
-def command_get(store: kube.JobStore, args: argparse.Namespace) -> Any:
+def command_get(store: kube.JobStore, args: argparse.Namespace) -> dict[str, Any]:
     job = find(store, args.job_id)
     document = jobs.state_document(job)
     problems = (job.get("status") or {}).get("problems")
@@ -59,7 +59,7 @@ def command_get(store: kube.JobStore, args: argparse.Namespace) -> Any:
     return document
 
 
-def command_list(store: kube.JobStore, args: argparse.Namespace) -> Any:
+def command_list(store: kube.JobStore, args: argparse.Namespace) -> list[dict[str, Any]]:
     documents = sorted((jobs.state_document(job) for job in store.list()), key=lambda doc: doc["job_id"])
     if args.state:
         documents = [doc for doc in documents if doc["state"] == args.state]
@@ -68,7 +68,7 @@ def command_list(store: kube.JobStore, args: argparse.Namespace) -> Any:
     return documents
 
 
-def command_cancel(store: kube.JobStore, args: argparse.Namespace) -> Any:
+def command_cancel(store: kube.JobStore, args: argparse.Namespace) -> dict[str, Any]:
     job = find(store, args.job_id)
     if jobs.state_document(job)["complete"]:
         raise CommandError(
@@ -80,7 +80,7 @@ def command_cancel(store: kube.JobStore, args: argparse.Namespace) -> Any:
     return jobs.state_document(written or job)
 
 
-def command_retry(store: kube.JobStore, args: argparse.Namespace, settings: Settings) -> Any:
+def command_retry(store: kube.JobStore, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Run a FAILED job again from its staged bundle or move document: same job id, fresh attempts."""
     job = find(store, args.job_id)
     status = job.get("status") or {}
@@ -155,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env({**os.environ, "INGEST_NAMESPACE": namespace(args.namespace)})
     try:
         store = kube.JobStore(kube.api_client(), settings.namespace)
+        handlers: dict[str, Callable[[kube.JobStore, argparse.Namespace], object]]
         handlers = {"job": command_job, "get": command_get, "list": command_list, "cancel": command_cancel}
+        result: object
         if args.command == "retry":
             result = command_retry(store, args, settings)
         else:

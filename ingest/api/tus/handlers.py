@@ -14,6 +14,7 @@ import email.utils
 import hmac
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -73,7 +74,7 @@ def upload_headers(job: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def tus_endpoint(handler):
+def tus_endpoint(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     """Protocol errors become answers with the tus and CORS headers; the version is checked first."""
 
     async def endpoint(request: Request) -> Response:

@@ -14,13 +14,16 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest.api.errors import error_response
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 VERSION: Final = "1.0.0"
 EXTENSIONS: Final = "creation,creation-with-upload,termination,expiration,checksum"
@@ -123,7 +126,7 @@ class Checksum:
     algorithm: str
     digest: bytes
 
-    def hasher(self):
+    def hasher(self) -> HASH:
         return CHECKSUM_ALGORITHMS[self.algorithm]()
 
 
