@@ -25,8 +25,8 @@ from ingest import events, jobs, lifecycle, metrics, resumable
 from ingest.config import Settings
 from ingest.kube import JobStore, list_pods, read_pod
 from ingest.lifecycle import Job
-from ingest.operator import cleanup
-from ingest.operator.podspec import TERMINATION_GRACE_SECONDS, can_write, failure_reason, worker_pod
+from ingest.operator import cleanup, decisions
+from ingest.operator.podspec import TERMINATION_GRACE_SECONDS, can_write, worker_pod
 from ingest.operator.pool import Pool
 from ingest.storage import Storage
 
@@ -169,19 +169,9 @@ class Reconciler:
         events.post(self.client, body, "Unreadable", message, warning=True)
 
     # --- stopping workers ---------------------------------------------------------------------
-    def wanted(self, job: Job, pod: Body) -> bool:
-        """A live worker Pod may go on: the job's owner, or one finishing its own outcome."""
-        name = pod["metadata"]["name"]
-        owner = job.owner
-        if owner is not None and not job.failed:
-            return name == owner.pod and (not owner.uid or pod["metadata"].get("uid") == owner.uid)
-        if job.phase == jobs.PHASE_SUCCEEDED or (job.phase == jobs.PHASE_FAILED and job.rolled_back):
-            return name == job.status.get("workerPod")  # recorded its outcome; exiting now
-        return False
-
     def stop_unwanted(self, job: Job, body: Body, pods: list[Body]) -> None:
         candidates = [pod for pod in pods if can_write(pod) and not pod["metadata"].get("deletionTimestamp")
-                      and not self.wanted(job, pod)]
+                      and not decisions.wanted(job, pod)]
         if not candidates:
             return
         fresh = self.store.get(job.name)  # the watch may not have shown our own latest write yet
@@ -189,7 +179,7 @@ class Reconciler:
             return
         job = Job.of(fresh)
         for pod in candidates:
-            if not self.wanted(job, pod):
+            if not decisions.wanted(job, pod):
                 if self.delete_pod(pod["metadata"]["name"]):
                     events.post(self.client, body, "WorkerStopped",
                                 f"worker Pod {pod['metadata']['name']} is no longer wanted ({job.state}, phase {job.phase}); "
@@ -223,11 +213,11 @@ class Reconciler:
 
     # --- starting workers ---------------------------------------------------------------------
     def staged(self, job: Job, body: Body) -> None:
-        if lifecycle.seconds_since(job.updated) > self.settings.start_timeout_seconds:
+        decision = decisions.staged(job, self.settings)
+        if decision == "fail":
             metrics.STUCK_JOBS.labels("worker_not_started").inc()
-            self.fail(job, body, jobs.PHASE_STAGED,
-                      f"no worker could be started within {self.settings.start_timeout_seconds} s (INGEST_START_TIMEOUT_SECONDS)")
-        elif lifecycle.may_start(job):
+            self.fail(job, body, jobs.PHASE_STAGED, decisions.not_started_message(self.settings))
+        elif decision == "start":
             self.start_worker(job.name)
 
     def start_worker(self, name: str) -> None:
@@ -265,32 +255,15 @@ class Reconciler:
         assert owner is not None
         pod = (self.pods.get(job.name, {}).get(owner.pod) or self.pool.pods.get(owner.pod)
                or read_pod(self.client, self.settings.namespace, owner.pod))
-        if pod is not None and owner.uid and pod["metadata"].get("uid") != owner.uid:
-            pod = None  # a namesake, not our worker
-        if pod is None:
-            # Gone without terminating (force-deleted, node lost): its process may live on, so
-            # wait out its lease - the worker stops writing once it cannot prove the job is its own.
-            last = jobs.parse_time(job.status.get("heartbeat")) or job.updated
-            if lifecycle.seconds_since(last) < self.settings.lease_seconds:
-                return
-            metrics.STUCK_JOBS.labels("worker_vanished").inc()
-            self.worker_lost(job, body, f"worker Pod {owner.pod} disappeared", retryable=True)
-            return
-        phase = (pod.get("status") or {}).get("phase")
-        pooled = jobs.pool_claim(job.status) == owner.pod
-        if pooled and phase not in ("Succeeded", "Failed"):
+        verdict = decisions.running_worker(job, pod, self.settings)
+        if verdict.stuck:
+            metrics.STUCK_JOBS.labels(verdict.stuck).inc()
+        if verdict.action == "check_lease" and pod is not None:
             self.pool.check_lease(job, body, pod)
-        elif phase == "Succeeded" and pooled:  # drained or scaled down with the job unfinished: not the job's fault
-            self.worker_lost(job, body, f"pool worker Pod {owner.pod} exited before the job was done", retryable=True)
-        elif phase == "Succeeded":
-            self.worker_lost(job, body, f"worker Pod {owner.pod} exited without recording the job's outcome", retryable=False)
-        elif phase == "Failed":
-            message, retryable = failure_reason(pod)
-            self.worker_lost(job, body, message, retryable=retryable)
-        elif phase in (None, "Pending") and lifecycle.seconds_since(job.updated) > self.settings.start_timeout_seconds:
-            metrics.STUCK_JOBS.labels("worker_pending").inc()
-            self.fail(job, body, jobs.PHASE_RUNNING, f"worker Pod {owner.pod} did not start within "
-                      f"{self.settings.start_timeout_seconds} s (INGEST_START_TIMEOUT_SECONDS)")
+        elif verdict.action == "lost":
+            self.worker_lost(job, body, verdict.message, retryable=verdict.retryable)
+        elif verdict.action == "fail":
+            self.fail(job, body, jobs.PHASE_RUNNING, verdict.message)
 
     def worker_lost(self, job: Job, body: Body, message: str, *, retryable: bool) -> None:
         """Retry while attempts remain (never for the bundle's fault), else FAILED; the rollback
