@@ -93,8 +93,7 @@ class Reporter:
                 self._confirmed = time.monotonic()
                 self.job = raw
                 return raw
-            waiting = job.phase == jobs.PHASE_STAGED and not job.failed and job.attempts + 1 == self.owner.attempt
-            if not waiting or time.monotonic() > deadline:
+            if not awaits_claim(job, self.owner) or time.monotonic() > deadline:
                 self.lost = describe_loss(job, self.owner)
                 raise Cancelled(self.lost)
             time.sleep(0.2)
@@ -225,7 +224,14 @@ class Reporter:
         return thread
 
 
+def awaits_claim(job: lifecycle.Job, owner: lifecycle.Owner) -> bool:
+    """Not ours yet, but about to be: the job is Staged and OK, and this is the attempt the operator
+    records next (it does so right after creating the Pod)."""
+    return job.phase == jobs.PHASE_STAGED and not job.failed and job.attempts + 1 == owner.attempt
+
+
 def describe_loss(job: lifecycle.Job, owner: lifecycle.Owner) -> str:
+    """Why a worker may no longer write, in the words its log and Cancelled carry."""
     if job.failed or job.complete:
         return f"job is {job.state}/{job.task}: {job.status.get('exception') or 'no reason given'}"
     current = job.owner
