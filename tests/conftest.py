@@ -22,4 +22,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.processes)
-    items.sort(key=lambda item: bool(getattr(item.module, "RUN_LAST", False)) if isinstance(item, pytest.Function) else False)
+    items.sort(key=lambda item: isinstance(item, pytest.Function) and bool(getattr(item.module, "RUN_LAST", False)))
