@@ -48,7 +48,8 @@ def tiny_bundle(serial: int) -> bytes:
     ]
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, content in ((f"data/burst/{serial}/reading.txt", data), ("metadata.txt", json.dumps(metadata).encode())):
+        members = ((f"data/burst/{serial}/reading.txt", data), ("metadata.txt", json.dumps(metadata).encode()))
+        for name, content in members:
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(content), 1_767_225_600, 0o644
             tar.addfile(info, io.BytesIO(content))
@@ -139,11 +140,13 @@ def burst(stack: Stack, *, bundles: int) -> dict[str, Any]:
 
 def line(r: dict[str, Any]) -> str:
     return (f"{r['mode']:<5} {r['clients']:>3} clients {r['bundles']:>4} bundles  {r['jobs_per_second']:>6.2f} jobs/s  "
-            f"p50 {r['p50_seconds']:.3f} s  p95 {r['p95_seconds']:.3f} s  failed {r['failed']}  (load {r['load_average_before']})")
+            f"p50 {r['p50_seconds']:.3f} s  p95 {r['p95_seconds']:.3f} s  failed {r['failed']}  "
+            f"(load {r['load_average_before']})")
 
 
 def table(runs: dict[str, Any]) -> str:
-    lines = ["| mode | clients | bundles | jobs/s | latency p50 | p95 | load avg before |", "|---|---|---|---|---|---|---|"]
+    lines = ["| mode | clients | bundles | jobs/s | latency p50 | p95 | load avg before |",
+             "|---|---|---|---|---|---|---|"]
     for r in runs.values():
         lines.append(f"| {r['mode']} | {r['clients']} | {r['bundles']} | {r['jobs_per_second']:.2f} | "
                      f"{r['p50_seconds']:.3f} s | {r['p95_seconds']:.3f} s | {r['load_average_before']} |")
@@ -162,5 +165,6 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ours = f"{r['jobs_per_second']:.2f} jobs/s, p50 {r['p50_seconds']:.3f} s, p95 {r['p95_seconds']:.3f} s"
         if base:
             ours += f" (pod mode: {base['jobs_per_second']:.2f} jobs/s, p50 {base['p50_seconds']:.2f} s)"
-        out.append((f"burst ({mode}, {clients} clients, {r['bundles']} x 30 B)", ours, what, check(r) and r["failed"] == 0))
+        label = f"burst ({mode}, {clients} clients, {r['bundles']} x 30 B)"
+        out.append((label, ours, what, check(r) and r["failed"] == 0))
     return out

@@ -75,7 +75,8 @@ class Report:
         ]
         out += [f"  refused: {count} x {reason}" for reason, count in self.refused.most_common()]
         out += [
-            f"jobs completed          {self.completed}   ({self.by_pool} in pool workers, {self.retried} after a retry)",
+            f"jobs completed          {self.completed}   "
+            f"({self.by_pool} in pool workers, {self.retried} after a retry)",
             f"jobs failed             {sum(self.failed.values())}",
         ]
         out += [f"  {count} x {reason}" for reason, count in self.failed.most_common()]
@@ -85,7 +86,8 @@ class Report:
             f"duplicate file ids      {self.duplicate_file_ids}   (must be 0)",
             f"orphan archive objects  {len(self.orphan_objects)}   (must be 0)",
             f"completed jobs whose files differ from the bundle  {len(self.mismatched_jobs)}   (must be 0)",
-            f"moments a job had two live writers  {len(self.two_writers)}   (must be 0){': ' if self.two_writers else ''}"
+            f"moments a job had two live writers  {len(self.two_writers)}   "
+            f"(must be 0){': ' if self.two_writers else ''}"
             + "; ".join(self.two_writers[:5]),
             f"faults injected         {len(self.faults)}: {'; '.join(self.faults)}",
             f"wall time               {self.seconds:.0f} s",
@@ -315,8 +317,9 @@ def main() -> int:
     parser.add_argument("--no-faults", action="store_true")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="ingest-reliability-"))
-    stack = Stack(folder, ports=parse_ports("auto"), env={"INGEST_UPLOAD_STALL_SECONDS": "15", "INGEST_WORKER_ATTEMPTS": "4",
-                                                           "INGEST_POOL_MAX_BUNDLE_BYTES": str(POOL_MAX_BUNDLE_BYTES)})
+    env = {"INGEST_UPLOAD_STALL_SECONDS": "15", "INGEST_WORKER_ATTEMPTS": "4",
+           "INGEST_POOL_MAX_BUNDLE_BYTES": str(POOL_MAX_BUNDLE_BYTES)}
+    stack = Stack(folder, ports=parse_ports("auto"), env=env)
     try:
         stack.up()
         report = run(stack, clients=args.clients, bundles=args.bundles, faults=not args.no_faults,

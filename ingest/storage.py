@@ -24,7 +24,8 @@ import logging
 import os
 import threading
 import uuid
-from typing import Any, BinaryIO, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, BinaryIO
 
 import urllib3
 from minio import Minio
@@ -199,9 +200,11 @@ class Storage:
                     continue
             found.update(key for key in members if self.stat(bucket, key) is not None)
         return found
-    def put_chunks(self, bucket: str, key: str, chunks: Iterable[bytes], content_type: str = "application/octet-stream") -> None:
+    def put_chunks(self, bucket: str, key: str, chunks: Iterable[bytes],
+                   content_type: str = "application/octet-stream") -> None:
         """Store pieces made as they are read (one PUT if they are small), never joined in memory."""
-        self.minio.put_object(bucket, key, ChunkReader(chunks), -1, content_type=content_type, part_size=5 * 1024 * 1024)
+        self.minio.put_object(bucket, key, ChunkReader(chunks), -1, content_type=content_type,
+                              part_size=5 * 1024 * 1024)
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.minio.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
@@ -254,7 +257,8 @@ class Storage:
                    metadata: Mapping[str, str]) -> None:
         """Server-side copy of a byte range (multipart upload-part-copy): no bytes through us."""
         self.minio.compose_object(
-            bucket, key, [ComposeSource(source_bucket, source_key, offset=offset, length=length)], metadata=dict(metadata),
+            bucket, key, [ComposeSource(source_bucket, source_key, offset=offset, length=length)],
+            metadata=dict(metadata),
         )
 
     def remove(self, bucket: str, keys: Iterable[str]) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -51,8 +51,9 @@ async def body_chunks(request: Request, *, stall_seconds: float) -> AsyncIterato
     while True:
         try:
             message = await asyncio.wait_for(request.receive(), timeout=stall_seconds)
-        except asyncio.TimeoutError:
-            raise BodyError(408, f"the upload stalled: no data for {stall_seconds:g} s after {received} bytes") from None
+        except TimeoutError:
+            raise BodyError(
+                408, f"the upload stalled: no data for {stall_seconds:g} s after {received} bytes") from None
         if message["type"] == "http.disconnect":
             raise BodyError(400, f"the upload broke off after {received} bytes: the client disconnected")
         chunk = message.get("body", b"")
@@ -90,7 +91,8 @@ def check_content_type(request: Request) -> None:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in REFUSED_TYPES:
         raise HTTPException(
-            415, f"a bundle is an uncompressed tar sent as the raw body (application/octet-stream or application/x-tar), not {content_type}"
+            415, "a bundle is an uncompressed tar sent as the raw body "
+                 f"(application/octet-stream or application/x-tar), not {content_type}"
         )
 
 
@@ -247,7 +249,8 @@ async def stage(request: Request, reservation: Reservation) -> Response:
     await heartbeat.settle()
     if bundle_error is not None:
         await asyncio.gather(writer, return_exceptions=True)
-        job = await asyncio.to_thread(fail, services, job_id, bundle_error.task, bundle_error.message, uploadedBytes=received)
+        job = await asyncio.to_thread(
+            fail, services, job_id, bundle_error.task, bundle_error.message, uploadedBytes=received)
         log.info("job %s: refused at %s: %s", job_id, bundle_error.task, bundle_error.message)
         observe_upload("refused", received, started)
         return JSONResponse(services.cache.put(job) if job else jobs.state_document(body))

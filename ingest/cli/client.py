@@ -14,8 +14,9 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Final, Iterable, Sequence, TextIO
+from typing import Any, BinaryIO, Final, TextIO
 
 from ingest import jobs
 from ingest.bundle import ALGORITHMS, DEFAULT_HASHTYPE
@@ -33,7 +34,8 @@ EXIT_USAGE: Final = 2
 # -- the commands ----------------------------------------------------------------------------------
 
 
-def bundle_stream(args: argparse.Namespace, directory: Path, *, warn: Warn, exclude: Path | None = None) -> BundleStream:
+def bundle_stream(args: argparse.Namespace, directory: Path, *, warn: Warn,
+                  exclude: Path | None = None) -> BundleStream:
     files = scan_tree(directory, warn=warn, exclude=exclude)
     transaction = transaction_items(submitter=args.submitter, project=args.project, instrument=args.instrument,
                                     key_values=args.kv)
@@ -44,7 +46,10 @@ def command_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     directory = Path(args.directory)
     to_stdout = args.output == "-"
     target = None if to_stdout else Path(args.output)
-    stream = bundle_stream(args, directory, warn=lambda text: print(f"ingest: warning: {text}", file=err), exclude=target)
+    def warn(text: str) -> None:
+        print(f"ingest: warning: {text}", file=err)
+
+    stream = bundle_stream(args, directory, warn=warn, exclude=target)
     progress = Progress(stream.size, verb="wrote", stream=None if args.quiet else err)
     if target is None:
         write_all(stream, sys.stdout.buffer, progress)

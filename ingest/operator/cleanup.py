@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 Body = dict[str, Any]
 
 
-def roll_back(reconciler: "Reconciler", name: str) -> bool:
+def roll_back(reconciler: Reconciler, name: str) -> bool:
     """Remove what the job's attempts wrote, once none can write; True when done (or not needed)."""
     body = reconciler.store.get(name)
     job = Job.of(body) if body else None
@@ -50,7 +50,7 @@ def roll_back(reconciler: "Reconciler", name: str) -> bool:
     return True
 
 
-def release(reconciler: "Reconciler", job: Job, body: Body) -> None:
+def release(reconciler: Reconciler, job: Job, body: Body) -> None:
     """`kubectl delete`: stop the workers, roll back unless the job succeeded or is committed,
     remove the staged data, then let the object go (the finalizer is held until all that is done)."""
     if not roll_back(reconciler, job.name):
@@ -78,7 +78,7 @@ def release(reconciler: "Reconciler", job: Job, body: Body) -> None:
     log.info("job %s: deleted; workers gone, writes rolled back, staged data removed", job.job_id)
 
 
-def collect_pods(reconciler: "Reconciler", job: Job, pods: list[Body]) -> None:
+def collect_pods(reconciler: Reconciler, job: Job, pods: list[Body]) -> None:
     """podGC: a finished job's terminated worker Pods - at once if it succeeded, else after retention."""
     if not pods:
         return
@@ -90,7 +90,7 @@ def collect_pods(reconciler: "Reconciler", job: Job, pods: list[Body]) -> None:
             reconciler.delete_pod(pod["metadata"]["name"])
 
 
-def expire(reconciler: "Reconciler", job: Job, body: Body) -> None:
+def expire(reconciler: Reconciler, job: Job, body: Body) -> None:
     """Retention: a failed job's staged bundle after INGEST_STAGED_RETENTION_SECONDS, the job itself
     after INGEST_JOB_RETENTION_DAYS (0 keeps jobs forever). Marked by an annotation, not by status,
     which stays exactly as the job (or its administrator) left it."""
@@ -99,9 +99,11 @@ def expire(reconciler: "Reconciler", job: Job, body: Body) -> None:
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     if job.failed and jobs.STAGED_REMOVED_ANNOTATION not in annotations and since > settings.staged_retention_seconds:
         reconciler.storage.remove(reconciler.storage.staging, jobs.staged_keys(job.job_id))
-        reconciler.store.patch(job.name, {"metadata": {"annotations": {jobs.STAGED_REMOVED_ANNOTATION: jobs.rfc3339(jobs.now())}}})
+        removed = {jobs.STAGED_REMOVED_ANNOTATION: jobs.rfc3339(jobs.now())}
+        reconciler.store.patch(job.name, {"metadata": {"annotations": removed}})
         events.post(reconciler.client, body, "StagedRemoved",
-                    f"staged data removed after {settings.staged_retention_seconds:g} s (INGEST_STAGED_RETENTION_SECONDS)")
+                    f"staged data removed after {settings.staged_retention_seconds:g} s "
+                    "(INGEST_STAGED_RETENTION_SECONDS)")
     if settings.job_retention_days > 0 and since > settings.job_retention_days * 86400:
         events.post(reconciler.client, body, "Expired",
                     f"deleting the finished job after {settings.job_retention_days:g} days (INGEST_JOB_RETENTION_DAYS)")

@@ -18,8 +18,10 @@ def worker_pod_name(job_name: str, attempt: int) -> str:
 def worker_pod(job: dict[str, Any], settings: Settings, attempt: int) -> dict[str, Any]:
     meta = job["metadata"]
     pod = _pod(
-        settings, name=worker_pod_name(meta["name"], attempt), component=WORKER, command=["python", "-m", "ingest.worker"],
-        env={"INGEST_JOB_NAME": meta["name"], "INGEST_ATTEMPT": str(attempt)}, requests={"cpu": settings.worker_cpu, "memory": settings.worker_memory},
+        settings, name=worker_pod_name(meta["name"], attempt), component=WORKER,
+        command=["python", "-m", "ingest.worker"],
+        env={"INGEST_JOB_NAME": meta["name"], "INGEST_ATTEMPT": str(attempt)},
+        requests={"cpu": settings.worker_cpu, "memory": settings.worker_memory},
     )
     pod["metadata"]["labels"][jobs.JOB_ID_LABEL] = str(job["spec"]["jobId"])
     pod["metadata"]["ownerReferences"] = [{
@@ -88,7 +90,8 @@ def failure_reason(pod: dict[str, Any]) -> tuple[str, bool]:
     name = pod["metadata"]["name"]
     if status.get("reason") == "DeadlineExceeded":
         deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
-        return f"the job ran past its deadline of {deadline} s (INGEST_WORKER_DEADLINE_SECONDS); worker Pod {name} was stopped", False
+        return (f"the job ran past its deadline of {deadline} s (INGEST_WORKER_DEADLINE_SECONDS); "
+                f"worker Pod {name} was stopped"), False
     if status.get("reason") == "Evicted":
         return f"worker Pod {name} was evicted: {status.get('message') or 'no message'}", True
     for container in status.get("containerStatuses") or []:

@@ -116,7 +116,8 @@ class Reconciler:
         if before is None or before[0] != now[0]:
             if now[0] == jobs.PHASE_STAGED:
                 size = (job.spec.get("staged") or {}).get("size")
-                events.post(self.client, body, "Staged", f"bundle staged ({size} bytes)" if size is not None else "staged")
+                staged = f"bundle staged ({size} bytes)" if size is not None else "staged"
+                events.post(self.client, body, "Staged", staged)
             elif now[0] == jobs.PHASE_SUCCEEDED:
                 events.post(self.client, body, "Completed", "ingest complete")
         if before is not None and before[1] != now[1] and now[2] == jobs.OK and now[1] != jobs.UPLOADING:
@@ -182,13 +183,15 @@ class Reconciler:
             if not decisions.wanted(job, pod):
                 if self.delete_pod(pod["metadata"]["name"]):
                     events.post(self.client, body, "WorkerStopped",
-                                f"worker Pod {pod['metadata']['name']} is no longer wanted ({job.state}, phase {job.phase}); "
+                                f"worker Pod {pod['metadata']['name']} is no longer wanted "
+                                f"({job.state}, phase {job.phase}); "
                                 f"deleted with its grace period of {TERMINATION_GRACE_SECONDS} s")
 
     def delete_pod(self, name: str) -> bool:
         """Delete with the full grace period: the worker gets SIGTERM and time to stop writing."""
         try:
-            self.core.delete_namespaced_pod(name, self.settings.namespace, grace_period_seconds=TERMINATION_GRACE_SECONDS)
+            self.core.delete_namespaced_pod(name, self.settings.namespace,
+                                            grace_period_seconds=TERMINATION_GRACE_SECONDS)
             return True
         except ApiException as error:
             if error.status == 404:
@@ -206,7 +209,8 @@ class Reconciler:
         """An administrator failed the job: final as written (complete, phase Failed, their fields)."""
         _, written = self.store.apply(job.name, lifecycle.manual_failure_honoured)
         if written:
-            log.info("job %s: FAILED by an administrator: %s", job.name, job.status.get("exception") or "no reason given")
+            log.info("job %s: FAILED by an administrator: %s", job.name,
+                     job.status.get("exception") or "no reason given")
             events.post(self.client, body, "ManualFailure",
                         f"FAILED by an administrator ({job.status.get('exception') or 'no reason given'}); "
                         "its worker is stopped, then its writes are rolled back", warning=True)
@@ -239,7 +243,8 @@ class Reconciler:
                 self.delete_pod(pod_name)
                 return
             log.warning("job %s: could not create worker Pod %s: %s", name, pod_name, error.reason)
-            events.post(self.client, body, "WorkerNotCreated", f"could not create worker Pod {pod_name}: {error.reason}", warning=True)
+            events.post(self.client, body, "WorkerNotCreated",
+                        f"could not create worker Pod {pod_name}: {error.reason}", warning=True)
             return
         _, written = self.store.apply(name, lifecycle.worker_started, owner=lifecycle.Owner(attempt, pod_name, uid))
         if written:
@@ -278,8 +283,8 @@ class Reconciler:
             allowed = after.max_attempts or self.settings.worker_attempts
             log.warning("job %s: %s; retrying (attempt %d of %d)", job.name, message, after.attempts + 1, allowed)
             metrics.WORKER_RETRIES.inc()
-            events.post(self.client, body, "Retrying", f"{message}; retrying (attempt {after.attempts + 1} of {allowed})",
-                        warning=True)
+            events.post(self.client, body, "Retrying",
+                        f"{message}; retrying (attempt {after.attempts + 1} of {allowed})", warning=True)
         else:
             log.warning("job %s: FAILED: %s", job.name, after.status.get("exception"))
             events.post(self.client, body, "Failed", str(after.status.get("exception")), warning=True)

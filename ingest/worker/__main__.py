@@ -1,7 +1,8 @@
 """`python -m ingest.worker`: run one IngestJob's pipeline inside its worker Pod.
 
 Exit 0 means the job's outcome is recorded (complete, failed by the bundle), or the job is no
-longer this worker's (cancelled, retried, deleted): then it wrote nothing more and undid nothing. Any other exit is a crash the operator may retry; the reason is written to the
+longer this worker's (cancelled, retried, deleted): then it wrote nothing more and undid nothing.
+Any other exit is a crash the operator may retry; the reason is written to the
 termination-message file, which Kubernetes shows on the Pod and the operator copies into the job.
 """
 from __future__ import annotations

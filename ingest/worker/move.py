@@ -38,7 +38,7 @@ def size_mismatch(entry: FileEntry, size: int) -> BundleError:
                                         f"source {entry.source} has {size}")
 
 
-def local_file(worker: "Worker", entry: FileEntry, user: str | None) -> LocalFile:
+def local_file(worker: Worker, entry: FileEntry, user: str | None) -> LocalFile:
     source = entry.source or ""
     place = sources.local_place(source, roots_for(worker.settings.move_roots, user))
     if place is None:
@@ -63,13 +63,15 @@ def opener(local: LocalFile, entry: FileEntry) -> Any:
     return open_source
 
 
-def source_copy(worker: "Worker", entry: FileEntry, *, job_id: int, file_id: int, user: str | None) -> tuple[Copy, LocalFile | None]:
+def source_copy(worker: Worker, entry: FileEntry, *, job_id: int, file_id: int,
+                user: str | None) -> tuple[Copy, LocalFile | None]:
     """The copy of one source into the archive, and the local file it reads (None for s3://)."""
     source = entry.source
     if not isinstance(source, str) or not source:
         raise BundleError(jobs.MOVE_FILES, f"{entry.label}: has no source (where the file is now)")
     settings = worker.settings
-    if sources.check(source, label=entry.label, user=user, roots=settings.move_roots, s3_sources=settings.move_s3_sources,
+    if sources.check(source, label=entry.label, user=user, roots=settings.move_roots,
+                     s3_sources=settings.move_s3_sources,
                      own_buckets=(worker.storage.staging, worker.storage.archive)) is not None:
         raise refused(entry)
     common: dict[str, Any] = {
@@ -86,12 +88,14 @@ def source_copy(worker: "Worker", entry: FileEntry, *, job_id: int, file_id: int
             raise refused(entry)
         if stat.size != entry.size:
             raise size_mismatch(entry, stat.size)
-        return Copy(**common, open=lambda: worker.storage.minio.get_object(bucket, key), server_copy=(bucket, key)), None
+        return Copy(**common, open=lambda: worker.storage.minio.get_object(bucket, key),
+                    server_copy=(bucket, key)), None
     local = local_file(worker, entry, user)
     return Copy(**common, open=opener(local, entry)), local
 
 
-def remove_sources(worker: "Worker", job: dict[str, Any], entries: tuple[FileEntry, ...], local: list[LocalFile | None]) -> None:
+def remove_sources(worker: Worker, job: dict[str, Any], entries: tuple[FileEntry, ...],
+                   local: list[LocalFile | None]) -> None:
     """After success only. A source that changed since it was copied, or cannot be removed, is left
     where it is and the job says so in an Event; the job stays complete."""
     for entry, file in zip(entries, local, strict=True):
@@ -113,7 +117,7 @@ def remove_sources(worker: "Worker", job: dict[str, Any], entries: tuple[FileEnt
             events.post(worker.client, job, "SourceLeft", message, warning=True, component="ingest-worker")
 
 
-def run_move(worker: "Worker", job: dict[str, Any]) -> None:
+def run_move(worker: Worker, job: dict[str, Any]) -> None:
     spec = job["spec"]
     job_id = int(spec["jobId"])
     user = spec.get("user")

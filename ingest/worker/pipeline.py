@@ -98,7 +98,8 @@ class Worker:
         self.stop = stop
         # A pool worker brings a reporter that knows the job it claimed, and its own block of file ids.
         self.reporter = reporter or Reporter(store, name, owner, lease=settings.lease_seconds)
-        self.file_ids = file_ids or (lambda count: ids.reserve(self.client, self.settings.namespace, ids.FILE_IDS, count))
+        self.file_ids = file_ids or (
+            lambda count: ids.reserve(self.client, self.settings.namespace, ids.FILE_IDS, count))
         self.limits = bundle_limits(settings)
         self.job_id = 0
         self._plan: list[str] = []
@@ -170,7 +171,8 @@ class Worker:
         seen: set[str] = set()
         for key in keys:
             if key in seen:
-                raise BundleError(jobs.LOAD_METADATA, f"two files (or a file and the metadata document) would be stored as {key}")
+                raise BundleError(jobs.LOAD_METADATA,
+                                  f"two files (or a file and the metadata document) would be stored as {key}")
             seen.add(key)
         self.storage.put_json(self.storage.staging, jobs.planned_keys_key(job_id), keys)
         self._plan = list(keys)
@@ -301,7 +303,8 @@ class Worker:
         metadata_key = self.metadata_key(job_id)
         keys = plan_keys(manifest.files, job_id=job_id, template=self.settings.archive_key_template,
                          file_ids=file_ids, reserved={metadata_key: METADATA_DOCUMENT}, limit=limit)
-        key_of = {entry.index: (archive_key, file_id) for entry, archive_key, file_id in zip(manifest.files, keys, file_ids, strict=True)}
+        key_of = {entry.index: (archive_key, file_id)
+                  for entry, archive_key, file_id in zip(manifest.files, keys, file_ids, strict=True)}
         document = final_document(manifest, job_id, file_ids)
         self.reporter.step(jobs.LOAD_METADATA, 100.0, filesTotal=len(manifest.files))
 
@@ -325,7 +328,8 @@ class Worker:
                 hashtype=entry.hashtype,
                 hashsum=entry.hashsum,
                 open=lambda member=member: self.storage.open_range(bucket, key, member.data_offset, member.size),
-                metadata=object_metadata(job_id=job_id, file_id=file_id, hashtype=entry.hashtype, hashsum=entry.hashsum),
+                metadata=object_metadata(job_id=job_id, file_id=file_id,
+                                         hashtype=entry.hashtype, hashsum=entry.hashsum),
                 content_type=entry.mimetype or "application/octet-stream",
                 if_absent=conditional and archive_key not in own,
                 **server,

@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ingest import jobs, lifecycle
 from ingest.kube import JobStore

@@ -26,7 +26,8 @@ import concurrent.futures
 import dataclasses
 import io
 import threading
-from typing import BinaryIO, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import BinaryIO
 
 from ingest.bundle import BundleError, Problem, hasher
 from ingest.storage import ObjectExists, Storage
@@ -78,7 +79,8 @@ class Findings:
 class VerifyingReader:
     """A file-like view of a source that fails the copy on a short read or a digest mismatch."""
 
-    def __init__(self, source: BinaryIO, copy: Copy, task: str, on_bytes: Callable[[int], None], stop: threading.Event) -> None:
+    def __init__(self, source: BinaryIO, copy: Copy, task: str, on_bytes: Callable[[int], None],
+                 stop: threading.Event) -> None:
         self.source = source
         self.copy = copy
         self.task = task
@@ -122,7 +124,8 @@ class VerifyingReader:
         if actual != self.copy.hashsum:
             raise self._problem(
                 "digest-mismatch",
-                f"{self.copy.hashtype} mismatch: metadata.txt says {self.copy.hashsum}, the file's bytes hash to {actual}",
+                f"{self.copy.hashtype} mismatch: metadata.txt says {self.copy.hashsum}, "
+                f"the file's bytes hash to {actual}",
             )
         self.verified = True
 

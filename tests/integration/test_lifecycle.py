@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -68,9 +69,10 @@ def test_cancel_then_immediate_retry_never_loses_files(
         if final["state"] == "OK":
             assert_all_files(s3, job_id, files)
         else:
-            wait_for(lambda: archive_keys(s3, job_id) == [], timeout=60, what="an empty archive prefix")
+            wait_for(lambda job_id=job_id: archive_keys(s3, job_id) == [], timeout=60, what="an empty archive prefix")
         status = job_store.get(f"ingest-{job_id}")["status"]
-        assert status["attempts"] >= 2 and (final["state"], status["phase"]) in (("OK", "Succeeded"), ("FAILED", "Failed"))
+        assert status["attempts"] >= 2
+        assert (final["state"], status["phase"]) in (("OK", "Succeeded"), ("FAILED", "Failed"))
 
 
 def test_kubectl_delete_during_ingest_files_leaves_nothing_behind(
@@ -109,7 +111,8 @@ def test_manual_failed_is_final_keeps_the_admin_fields_and_rolls_back_after_the_
     status = wait_for(lambda: (job_store.get(f"ingest-{job_id}")["status"].get("rolledBack")
                                and job_store.get(f"ingest-{job_id}")["status"]), timeout=60, what="the rollback")
     assert archive_keys(s3, job_id) == []
-    assert (status["state"], status["task"], status["taskPercent"], status["exception"]) == ("FAILED", "ingest files", 42.5, "stuck")
+    observed = (status["state"], status["task"], status["taskPercent"], status["exception"])
+    assert observed == ("FAILED", "ingest files", 42.5, "stuck")
     assert (status["complete"], status["phase"]) == (True, "Failed")
     kubectl("wait", f"ingestjob/ingest-{job_id}", "--for=jsonpath={.status.complete}=true", "--timeout=5s")
     document = api.get(f"/get_state/{job_id}").json()
@@ -132,14 +135,16 @@ def test_force_deleted_pod_never_runs_alongside_the_next_attempt(
     status = job_store.get(f"ingest-{job_id}")["status"]
     assert status["attempts"] == 2 and stopped(pid)  # attempt 2 ran and finished while attempt 1 was frozen
     resume(pid)
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or not worker_processes(stack, job_id).get(f"ingest-{job_id}-worker-1"),
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}")
+             or not worker_processes(stack, job_id).get(f"ingest-{job_id}-worker-1"),
              timeout=60, what="the old worker to notice it lost the job")
     after = job_store.get(f"ingest-{job_id}")["status"]
     assert (after["state"], after["phase"], after["workerPod"]) == ("OK", "Succeeded", f"ingest-{job_id}-worker-2")
     assert_all_files(s3, job_id, files)
 
 
-@pytest.mark.parametrize("value", ["2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00+00:00", "2026-01-01T02:00:00+02:00", "garbage"])
+@pytest.mark.parametrize(
+    "value", ["2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00+00:00", "2026-01-01T02:00:00+02:00", "garbage"])
 def test_any_time_kubernetes_accepts_is_read_everywhere(
     value: str, stack: Stack, api: httpx.Client, kubectl: Callable[..., Any]
 ) -> None:

@@ -53,7 +53,8 @@ def step_until(pids: dict[str, int], condition: Callable[[], Any], what: str) ->
     raise AssertionError(f"never saw {what}")
 
 
-def stopped_while_writing(stack: Stack, api: httpx.Client, s3: Minio, job_store: JobStore, body: bytes) -> tuple[int, str, dict[str, int]]:
+def stopped_while_writing(stack: Stack, api: httpx.Client, s3: Minio, job_store: JobStore,
+                          body: bytes) -> tuple[int, str, dict[str, int]]:
     """Upload `body` with every pool worker stopped, let them run until the job's first files land;
     returns the job id, the Pod holding it and the (stopped) pool workers."""
     pids = wait_for(lambda: pool_worker_pids(stack), what="a pool worker")
@@ -70,7 +71,8 @@ def stopped_while_writing(stack: Stack, api: httpx.Client, s3: Minio, job_store:
 
 
 def pods_of_job(kubectl: Callable[..., Any], job_id: int) -> list[dict[str, Any]]:
-    return json.loads(kubectl("get", "pods", "-l", f"ingest.pacifica.org/job-id={job_id}", "-o", "json").stdout)["items"]
+    listed = kubectl("get", "pods", "-l", f"ingest.pacifica.org/job-id={job_id}", "-o", "json")
+    return json.loads(listed.stdout)["items"]
 
 
 def test_a_small_bundle_is_ingested_by_a_pool_worker_and_leaves_the_queue(
@@ -83,7 +85,8 @@ def test_a_small_bundle_is_ingested_by_a_pool_worker_and_leaves_the_queue(
     assert status["claimedBy"].startswith("ingest-pool-") and status["workerPod"] == status["claimedBy"]
     assert status["attempts"] == 1 and status["workerUid"] and status["phase"] == "Succeeded"
     assert pods_of_job(kubectl, job_id) == []  # no Pod of its own
-    assert sorted(archive_keys(s3, job_id)) == [f"{job_id}.metadata.json", f"{job_id}/pool/a.txt", f"{job_id}/pool/b.txt"]
+    expected = [f"{job_id}.metadata.json", f"{job_id}/pool/a.txt", f"{job_id}/pool/b.txt"]
+    assert sorted(archive_keys(s3, job_id)) == expected
     wait_for(lambda: POOL_LABEL not in (job_store.get(f"ingest-{job_id}")["metadata"].get("labels") or {}),
              what="the operator to take the finished job out of the pool's queue")
 

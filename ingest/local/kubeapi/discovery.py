@@ -272,7 +272,7 @@ def age(timestamp: Any) -> str:
         then = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     except ValueError:
         return "<invalid>"
-    return human_duration((datetime.datetime.now(datetime.timezone.utc) - then).total_seconds())
+    return human_duration((datetime.datetime.now(datetime.UTC) - then).total_seconds())
 
 
 def _jsonpath(obj: Any, path: str) -> Any:

@@ -43,7 +43,7 @@ class RequestLog:
     def record(self, *, user: str, verb: str, group: str = "", version: str = "",
                resource: str = "", subresource: str = "", namespace: str = "", name: str = "",
                user_agent: str = "", code: int, path: str = "") -> None:
-        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
         self._recent.append(Entry(stamp, user, verb, group, version, resource, subresource,
                                   namespace, name, user_agent, code, path))
         if resource:

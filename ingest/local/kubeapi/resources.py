@@ -9,7 +9,8 @@ API later (kopf and kubectl both create CRDs at run time, and discovery must fol
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 CRD_GROUP = "apiextensions.k8s.io"

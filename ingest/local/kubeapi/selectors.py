@@ -10,7 +10,8 @@ server, so a test cannot pass here with a selector a cluster would refuse.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import bad_request
 

@@ -18,7 +18,8 @@ import dataclasses
 import hashlib
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 from starlette.applications import Starlette
@@ -133,7 +134,7 @@ class Api:
         self._openapi_cache: tuple[int, dict[str, bytes], dict[str, str]] | None = None
 
     # -- entry points ----------------------------------------------------------------------
-    async def handle(self, request: Request) -> Response | "WatchStream":
+    async def handle(self, request: Request) -> Response | WatchStream:
         query = dict(request.query_params)
         info = parse_path(request.method, request.url.path, query)
         user = user_of(request)
@@ -299,7 +300,7 @@ class Api:
         return json_response(body)
 
     def _watch(self, request: Request, res: Resource, ns: str | None,
-               query: dict[str, str]) -> "WatchStream":
+               query: dict[str, str]) -> WatchStream:
         store = self.cluster.store
         match = self.cluster.matcher(res, query.get("labelSelector"), query.get("fieldSelector"))
         bookmarks = query.get("allowWatchBookmarks", "").lower() in ("1", "true")
@@ -475,7 +476,7 @@ class WatchStream:
                 wait = min(wait, max(0.0, next_bookmark - now))
             try:
                 item = await asyncio.wait_for(queue.get(), timeout=wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if self.bookmarks and time.monotonic() >= next_bookmark:
                     # Queue empty: every event up to the current version has been sent.
                     line = encode({"type": "BOOKMARK", "object": _bookmark(

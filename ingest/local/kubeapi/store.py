@@ -34,7 +34,8 @@ import dataclasses
 import gc
 import heapq
 import json
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 ResourceKey = tuple[str, str, str]  # (group, version, plural)
 ObjectKey = tuple[str, str]  # (namespace or "", name)
