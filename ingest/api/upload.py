@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -96,7 +97,7 @@ def check_content_type(request: Request) -> None:
         )
 
 
-def fail(services: Services, job_id: int, task: str, message: str, **extra: object) -> dict:
+def fail(services: Services, job_id: int, task: str, message: str, **extra: object) -> dict[str, Any]:
     """Record a failure unless the job already ended (an administrator or the operator was first)."""
     job, _ = services.jobs.apply(jobs.job_name(job_id), lifecycle.upload_failed, task=task, message=message, **extra)
     return job or {}
@@ -109,7 +110,7 @@ class UploadHeartbeat:
         self.services = services
         self.name = jobs.job_name(job_id)
         self.last = time.monotonic()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
     def report(self, received: int) -> None:
         if time.monotonic() - self.last < PROGRESS_INTERVAL or (self.task and not self.task.done()):
@@ -276,12 +277,12 @@ async def stage(request: Request, reservation: Reservation) -> Response:
     return JSONResponse(services.cache.put(job))
 
 
-def mark_staged(services: Services, job_id: int, size: int, sha256: str) -> dict:
+def mark_staged(services: Services, job_id: int, size: int, sha256: str) -> dict[str, Any]:
     """Record the bundle in the spec (still ours to change while UPLOADING), then hand it on: to the
     warm pool workers (a label they select on) when it is small enough, else to a worker Pod."""
     name = jobs.job_name(job_id)
     settings = services.settings
-    patch: dict = {"spec": {"staged": {"size": size, "sha256": sha256}}}
+    patch: dict[str, Any] = {"spec": {"staged": {"size": size, "sha256": sha256}}}
     if settings.worker_mode == "pool" and size <= settings.pool_max_bundle_bytes:
         patch["metadata"] = {"labels": {jobs.POOL_LABEL: jobs.POOL_WAITING}}
     patched = services.jobs.patch(name, patch)

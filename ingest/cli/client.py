@@ -14,9 +14,9 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Final, TextIO
+from typing import Any, BinaryIO, Final, TextIO, cast
 
 from ingest import jobs
 from ingest.bundle import ALGORITHMS, DEFAULT_HASHTYPE
@@ -29,6 +29,9 @@ from ingest.cli.service import Service, complete, wait_complete
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
+
+# A subcommand: what `set_defaults(run=...)` stores on the parsed arguments.
+Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 
 # -- the commands ----------------------------------------------------------------------------------
@@ -204,7 +207,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     err = err or sys.stderr
     args = parser().parse_args(argv)  # exits 2 on a usage error
     try:
-        return args.run(args, out, err)
+        run = cast(Command, args.run)  # argparse.Namespace attributes are untyped
+        return run(args, out, err)
     except UsageError as error:
         print(f"ingest: {error}", file=err)
         return EXIT_USAGE

@@ -34,7 +34,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -98,7 +98,7 @@ class LeaderElector:
             if error.status == 404:
                 return None
             raise
-        return json.loads(response.data)
+        return cast(dict[str, Any], json.loads(response.data))
 
     def _spec(self, previous: dict[str, Any] | None, now: datetime.datetime) -> dict[str, Any]:
         spec = dict((previous or {}).get("spec") or {})

@@ -28,6 +28,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from ingest import events, jobs, lifecycle
+from ingest.config import Settings
 from ingest.kube import read_pod, retrying
 from ingest.lifecycle import Job
 from ingest.operator.podspec import POOL_WORKER, TERMINATION_GRACE_SECONDS, can_write, pool_pod
@@ -40,7 +41,7 @@ TERMINATED = ("Succeeded", "Failed")
 class Pool:
     def __init__(self, reconciler: Any) -> None:
         self.reconciler = reconciler
-        self.settings = reconciler.settings
+        self.settings: Settings = reconciler.settings
         self.enabled = self.settings.worker_mode == "pool"
         self.pods: dict[str, dict[str, Any]] = {}  # pool worker Pods as last seen on the watch
         self.queued: dict[str, str] = {}  # incomplete pool jobs -> phase: the demand

@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -193,8 +193,8 @@ class PoolWorker:
         body = {"metadata": {"resourceVersion": view.resource_version},
                 "status": {**patch, "claimedBy": self.pod, "heartbeat": jobs.rfc3339(now)}}
         try:
-            claimed: Any = self.store.custom.patch_namespaced_custom_object_status(
-                jobs.GROUP, jobs.VERSION, self.settings.namespace, jobs.PLURAL, view.name, body)
+            claimed = cast(dict[str, Any], self.store.custom.patch_namespaced_custom_object_status(
+                jobs.GROUP, jobs.VERSION, self.settings.namespace, jobs.PLURAL, view.name, body))
         except Exception as error:
             if isinstance(error, ApiException) and error.status in (404, 409, 422):
                 return None  # taken, changed or gone: the watch brings what happened
