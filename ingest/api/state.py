@@ -30,7 +30,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from kubernetes.client.exceptions import ApiException
 from starlette.exceptions import HTTPException
@@ -200,8 +200,8 @@ class StateCache:
             if token:
                 kwargs["_continue"] = token
             try:
-                page = self.store.custom.list_namespaced_custom_object(
-                    jobs.GROUP, jobs.VERSION, self.store.namespace, jobs.PLURAL, **kwargs)
+                page = cast(dict[str, Any], self.store.custom.list_namespaced_custom_object(
+                    jobs.GROUP, jobs.VERSION, self.store.namespace, jobs.PLURAL, **kwargs))
             except ApiException as error:
                 if error.status == 400 and self._selector and "field label" in str(error.body):
                     log.warning("the API server cannot select on %s; listing every job", self._selector)

@@ -97,7 +97,7 @@ def check_content_type(request: Request) -> None:
         )
 
 
-def fail(services: Services, job_id: int, task: str, message: str, **extra: object) -> dict[str, Any]:
+def fail(services: Services, job_id: int, task: str, message: str, **extra: Any) -> dict[str, Any]:
     """Record a failure unless the job already ended (an administrator or the operator was first)."""
     job, _ = services.jobs.apply(jobs.job_name(job_id), lifecycle.upload_failed, task=task, message=message, **extra)
     return job or {}

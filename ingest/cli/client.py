@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Final, TextIO, cast
+from typing import IO, Any, Final, TextIO, cast
 
 from ingest import jobs
 from ingest.bundle import ALGORITHMS, DEFAULT_HASHTYPE
@@ -70,7 +70,7 @@ def command_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def write_all(stream: BundleStream, handle: BinaryIO, progress: Progress) -> None:
+def write_all(stream: BundleStream, handle: IO[bytes], progress: Progress) -> None:
     try:
         for chunk in stream:
             handle.write(chunk)

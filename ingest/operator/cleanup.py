@@ -30,8 +30,10 @@ Body = dict[str, Any]
 def roll_back(reconciler: Reconciler, name: str) -> bool:
     """Remove what the job's attempts wrote, once none can write; True when done (or not needed)."""
     body = reconciler.store.get(name)
-    job = Job.of(body) if body else None
-    if job is None or job.problems or not job.needs_rollback:
+    if not body:
+        return True
+    job = Job.of(body)
+    if job.problems or not job.needs_rollback:
         return True
     if reconciler.writers(job):
         return False  # stop_unwanted asked them to stop; their Pods' deletion brings us back

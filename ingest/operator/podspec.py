@@ -45,7 +45,7 @@ def pool_pod(settings: Settings) -> dict[str, Any]:
 def _pod(settings: Settings, *, name: str | None, component: str, command: list[str], env: dict[str, str],
          requests: dict[str, str]) -> dict[str, Any]:
     env = {**settings.worker_environment(), **env, "INGEST_LOG_LEVEL": settings.log_level}
-    pod = {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"labels": {jobs.COMPONENT_LABEL: component}},

@@ -227,8 +227,10 @@ class Reconciler:
     def start_worker(self, name: str) -> None:
         """Attempt n+1, decided on a fresh read, only once no earlier worker Pod of the job exists."""
         body = self.store.get(name)
-        job = Job.of(body) if body else None
-        if job is None or job.problems or not lifecycle.may_start(job) or self.pool.handles(body):
+        if not body:
+            return
+        job = Job.of(body)
+        if job.problems or not lifecycle.may_start(job) or self.pool.handles(body):
             return  # a warm pool worker claims a job routed to the pool
         if self.writers(job):
             return  # stop_unwanted deletes them; their deletion events bring us back here

@@ -60,7 +60,7 @@ class RequestLog:
     def restore_usage(self, rows: list[list[Any]]) -> None:
         """The aggregate survives restarts, so "what did each component use" covers a whole run."""
         for *key, count in rows:
-            self._usage[tuple(key)] += int(count)  # type: ignore[index]
+            self._usage[tuple(key)] += int(count)
 
     def snapshot(self) -> dict[str, Any]:
         return {

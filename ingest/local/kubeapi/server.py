@@ -333,11 +333,11 @@ class Api:
         if not snapshot and store.too_old(res.key, since):
             expired = ApiError(410, "Expired", f"too old resource version: {since} "
                                                f"({store.rv})").status()
-            lines = [encode({"type": "ERROR", "object": expired}) + b"\n"]
+            lines: list[bytes] = [encode({"type": "ERROR", "object": expired}) + b"\n"]
             return WatchStream(self, None, lines, timeout=0, bookmarks=False, res=res,
                                encoder=encoder)
         # Snapshot, replay and subscribe happen with no await in between (see store.py).
-        lines: list[bytes] = []
+        lines = []
         if snapshot:
             for obj in store.items(res.key, ns):
                 if match(obj):
@@ -484,7 +484,7 @@ class WatchStream:
                     await send({"type": "http.response.body", "body": line, "more_body": True})
                     next_bookmark = time.monotonic() + interval
                 continue
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 kind, event = item
                 if kind == "CLOSE":

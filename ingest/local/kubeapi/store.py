@@ -346,8 +346,8 @@ class Store:
             obj = entry["object"]
             meta = obj["metadata"]
             key = (meta.get("namespace", ""), meta["name"])
-            self._objects.setdefault(resource, {})[key] = obj  # type: ignore[index]
-            self._index(resource, key, None, obj)  # type: ignore[arg-type]
+            self._objects.setdefault(resource, {})[key] = obj
+            self._index(resource, key, None, obj)
         for resource, bucket in self._objects.items():
             self._keys[resource] = sorted(bucket)
         # Nothing before the restart can be replayed: resuming from it must relist.
