@@ -14,6 +14,7 @@ which retries or fails the job.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import threading
@@ -264,7 +265,7 @@ class Worker:
             start, end = group[0][0].data_offset, group[-1][0].data_end
             window = Window(lambda: self.storage.get_range(bucket, key, start, end - start), start)
             batches.append(Batch([
-                dataclasses.replace(copy, open=lambda member=member: window.slice(member.data_offset, member.size))
+                dataclasses.replace(copy, open=functools.partial(window.slice, member.data_offset, member.size))
                 for member, copy in group
             ], window))
             group.clear()
@@ -327,7 +328,7 @@ class Worker:
                 size=member.size,
                 hashtype=entry.hashtype,
                 hashsum=entry.hashsum,
-                open=lambda member=member: self.storage.open_range(bucket, key, member.data_offset, member.size),
+                open=functools.partial(self.storage.open_range, bucket, key, member.data_offset, member.size),
                 metadata=object_metadata(job_id=job_id, file_id=file_id,
                                          hashtype=entry.hashtype, hashsum=entry.hashsum),
                 content_type=entry.mimetype or "application/octet-stream",

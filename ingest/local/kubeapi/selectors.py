@@ -9,8 +9,9 @@ server, so a test cannot pass here with a selector a cluster would refuse.
 """
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from .errors import bad_request
@@ -22,7 +23,9 @@ _LABEL_KEY = re.compile(r"^([a-z0-9A-Z.\-]+/)?[A-Za-z0-9]([A-Za-z0-9_.\-]*[A-Za-
 
 def _split_top(text: str) -> list[str]:
     """Split on commas that are not inside parentheses."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
@@ -46,33 +49,67 @@ def _check_key(key: str, selector: str) -> None:
         raise bad_request(f"unable to parse requirement: invalid label key \"{key}\" in \"{selector}\"")
 
 
+# One requirement each, bound to its key and values with functools.partial (typed, unlike a lambda
+# with default arguments).
+def _label_in(key: str, values: Collection[str], labels: dict[str, str]) -> bool:
+    return labels.get(key) in values
+
+
+def _label_not_in(key: str, values: Collection[str], labels: dict[str, str]) -> bool:
+    return labels.get(key) not in values
+
+
+def _label_is(key: str, value: str, labels: dict[str, str]) -> bool:
+    return labels.get(key) == value
+
+
+def _label_is_not(key: str, value: str, labels: dict[str, str]) -> bool:
+    return labels.get(key) != value
+
+
+def _label_exists(key: str, labels: dict[str, str]) -> bool:
+    return key in labels
+
+
+def _label_absent(key: str, labels: dict[str, str]) -> bool:
+    return key not in labels
+
+
+def _field_is(path: str, value: str, obj: dict[str, Any]) -> bool:
+    return field_value(obj, path) == value
+
+
+def _field_is_not(path: str, value: str, obj: dict[str, Any]) -> bool:
+    return field_value(obj, path) != value
+
+
 def parse_labels(selector: str | None) -> Predicate | None:
     if not selector:
         return None
-    tests: list[Predicate] = []
+    tests: list[Callable[[dict[str, str]], bool]] = []
     for req in _split_top(selector):
         if m := _SET_RE.match(req):
             key, op = m["key"], m["op"]
             _check_key(key, selector)
             values = frozenset(v.strip() for v in m["values"].split(",") if v.strip())
             if op == "in":
-                tests.append(lambda labels, k=key, v=values: labels.get(k) in v)
+                tests.append(functools.partial(_label_in, key, values))
             else:
-                tests.append(lambda labels, k=key, v=values: labels.get(k) not in v)
+                tests.append(functools.partial(_label_not_in, key, values))
         elif m := _EQ_RE.match(req):
             key, op, value = m["key"], m["op"], m["value"]
             _check_key(key, selector)
             if op == "!=":
-                tests.append(lambda labels, k=key, v=value: labels.get(k) != v)
+                tests.append(functools.partial(_label_is_not, key, value))
             else:
-                tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
+                tests.append(functools.partial(_label_is, key, value))
         elif req.startswith("!"):
             key = req[1:].strip()
             _check_key(key, selector)
-            tests.append(lambda labels, k=key: k not in labels)
+            tests.append(functools.partial(_label_absent, key))
         else:
             _check_key(req, selector)
-            tests.append(lambda labels, k=req: k in labels)
+            tests.append(functools.partial(_label_exists, req))
 
     def predicate(obj: dict[str, Any]) -> bool:
         labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -110,9 +147,9 @@ def parse_fields(selector: str | None, supported: tuple[str, ...]) -> Predicate 
         if field not in allowed:
             raise bad_request(f'field label not supported: {field}')
         if op == "!=":
-            tests.append(lambda obj, f=field, v=value: field_value(obj, f) != v)
+            tests.append(functools.partial(_field_is_not, field, value))
         else:
-            tests.append(lambda obj, f=field, v=value: field_value(obj, f) == v)
+            tests.append(functools.partial(_field_is, field, value))
 
     def predicate(obj: dict[str, Any]) -> bool:
         return all(test(obj) for test in tests)
