@@ -18,10 +18,12 @@ venv: $(STAMP)
 objectstore: $(STAMP)
 	$(BIN)/python -c 'from ingest.local.objectstore import ensure_installed; print(ensure_installed())'
 
-# A real browser for the web console's end-to-end tests: Debian's chromium and its driver.
+# A real browser for the web console's end-to-end tests: Debian's chromium and its driver, and Node.js,
+# which runs the console's bundle.js against the command line's bytes without a page around it.
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v node >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver $$(command -v node >/dev/null || echo nodejs); }
 
 run: objectstore
 	$(BIN)/ingest-local up
