@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,8 @@ import pytest
 
 from ingest import jobs, metrics
 from ingest.api.state import StateCache, UnreadableJob
-from ingest.kube import JobStore, api_client
+from ingest.kube import JobStore
+from tests.emulated import job_store_in_new_namespace
 from tests.local.conftest import Emulator, start_emulator, stop_emulator, wait_for
 
 FINISHED = {"state": "OK", "task": "ingest metadata", "taskPercent": 100.0, "complete": True,
@@ -36,10 +36,7 @@ def emulator(tmp_path: pathlib.Path) -> Iterator[Emulator]:
 
 @pytest.fixture()
 def store(emulator: Emulator) -> JobStore:
-    client = api_client(config_file=str(emulator.kubeconfig))
-    namespace = f"t-{uuid.uuid4().hex[:8]}"
-    kubernetes.client.CoreV1Api(client).create_namespace({"metadata": {"name": namespace}})
-    return JobStore(client, namespace)
+    return job_store_in_new_namespace(emulator)
 
 
 def create(store: JobStore, job_id: int, status: dict[str, Any]) -> dict[str, Any]:

@@ -14,17 +14,15 @@ import pytest
 
 from ingest import jobs
 from ingest.kube import JobStore
-from tests.emulated import job_store_in_new_namespace
+from tests.emulated import emulator_for_module, job_store_in_new_namespace
 from tests.integration.helpers import wait_for
 from tests.integration.writers import Writers
-from tests.local.conftest import Emulator, start_emulator, stop_emulator
+from tests.local.conftest import Emulator
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    started = start_emulator(tmp_path_factory.mktemp("writers"))
-    yield started
-    stop_emulator(started)
+    yield from emulator_for_module(tmp_path_factory, "writers")
 
 
 @pytest.fixture()

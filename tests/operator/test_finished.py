@@ -18,6 +18,7 @@ from ingest.operator import sweeper
 from ingest.operator.finished import FinishedWatch
 from ingest.operator.reconcile import Reconciler
 from ingest.storage import Storage
+from tests.emulated import emulator_for_module, job_store_in_new_namespace
 from tests.local.conftest import Emulator, make_ingestjob, start_emulator, stop_emulator, wait_for
 
 pytestmark = pytest.mark.processes  # each test runs against an emulator process
@@ -25,17 +26,12 @@ pytestmark = pytest.mark.processes  # each test runs against an emulator process
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    started = start_emulator(tmp_path_factory.mktemp("finished"))
-    yield started
-    stop_emulator(started)
+    yield from emulator_for_module(tmp_path_factory, "finished")
 
 
 @pytest.fixture()
 def store(emulator: Emulator) -> JobStore:
-    client = api_client(config_file=str(emulator.kubeconfig))
-    namespace = f"t-{uuid.uuid4().hex[:8]}"
-    kubernetes.client.CoreV1Api(client).create_namespace({"metadata": {"name": namespace}})
-    return JobStore(client, namespace)
+    return job_store_in_new_namespace(emulator)
 
 
 def finish(store: JobStore, name: str, complete: bool = True) -> None:

@@ -13,15 +13,13 @@ from ingest import jobs, lifecycle
 from ingest.config import Settings
 from ingest.kube import JobStore
 from ingest.operator.pool import Pool
-from tests.emulated import job_store_in_new_namespace
-from tests.local.conftest import Emulator, start_emulator, stop_emulator
+from tests.emulated import emulator_for_module, job_store_in_new_namespace
+from tests.local.conftest import Emulator
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    started = start_emulator(tmp_path_factory.mktemp("unlabel"))
-    yield started
-    stop_emulator(started)
+    yield from emulator_for_module(tmp_path_factory, "unlabel")
 
 
 @pytest.fixture()
