@@ -18,20 +18,9 @@ from ingest.operator import sweeper
 from ingest.operator.finished import FinishedWatch
 from ingest.operator.reconcile import Reconciler
 from ingest.storage import Storage
-from tests.emulated import emulator_for_module, job_store_in_new_namespace
 from tests.local.conftest import Emulator, make_ingestjob, start_emulator, stop_emulator, wait_for
 
 pytestmark = pytest.mark.processes  # each test runs against an emulator process
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    yield from emulator_for_module(tmp_path_factory, "finished")
-
-
-@pytest.fixture()
-def store(emulator: Emulator) -> JobStore:
-    return job_store_in_new_namespace(emulator)
 
 
 def finish(store: JobStore, name: str, complete: bool = True) -> None:

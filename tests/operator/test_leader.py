@@ -18,16 +18,9 @@ import pytest
 
 from ingest.kube import api_client
 from ingest.operator.leader import LeaderElector, Timing
-from tests.local.conftest import Emulator, start_emulator, stop_emulator, write_kubeconfig
+from tests.local.conftest import Emulator, write_kubeconfig
 
 LEASE = 3.0
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    started = start_emulator(tmp_path_factory.mktemp("leader"))
-    yield started
-    stop_emulator(started)
 
 
 @pytest.fixture()

@@ -4,27 +4,12 @@ keeps its label, so the pool workers still see it."""
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from ingest import jobs, lifecycle
 from ingest.config import Settings
 from ingest.kube import JobStore
 from ingest.operator.pool import Pool
-from tests.emulated import emulator_for_module, job_store_in_new_namespace
-from tests.local.conftest import Emulator
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    yield from emulator_for_module(tmp_path_factory, "unlabel")
-
-
-@pytest.fixture()
-def store(emulator: Emulator) -> JobStore:
-    return job_store_in_new_namespace(emulator)
 
 
 def pool_of(store: JobStore) -> Pool:
