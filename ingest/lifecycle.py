@@ -61,6 +61,7 @@ class Job:
     status: Mapping[str, Any]
     resource_version: str
     deleting: bool
+    staged_removed: bool  # retention removed the staged bundle: nothing to run a retry from
     created: datetime.datetime | None
     problems: tuple[str, ...]
 
@@ -83,6 +84,7 @@ class Job:
             name=name, job_id=int(job_id), spec=spec, status=status,
             resource_version=str(meta.get("resourceVersion") or ""),
             deleting=bool(meta.get("deletionTimestamp")),
+            staged_removed=jobs.STAGED_REMOVED_ANNOTATION in (meta.get("annotations") or {}),
             created=jobs.parse_time(status.get("created")) or jobs.parse_time(meta.get("creationTimestamp")),
             problems=tuple(problems),
         )
@@ -367,8 +369,9 @@ def cancel(job: Job, now: datetime.datetime, *, reason: str) -> Patch | None:
 
 def retry(job: Job, now: datetime.datetime, *, default_attempts: int) -> Patch | None:
     """`IngestCMD retry`: a FAILED job runs again from its staged data, with fresh attempts. A job
-    the metadata service may hold is not sent twice."""
-    if not job.failed or job.committing or job.deleting:
+    the metadata service may hold is not sent twice; one whose staged data retention removed has
+    nothing to run from."""
+    if not job.failed or job.committing or job.deleting or job.staged_removed:
         return None
     return checked(job, {**progress(jobs.OK, jobs.UPLOADING, 100.0, now), "phase": jobs.PHASE_STAGED,
                          "maxAttempts": job.attempts + default_attempts})

@@ -160,6 +160,14 @@ def test_a_committing_job_is_never_rolled_back_nor_sent_twice() -> None:
     assert not Job.of(job).needs_rollback and lifecycle.retry(Job.of(job), NOW, default_attempts=3) is None
 
 
+def test_a_job_whose_staged_data_retention_removed_is_not_retried() -> None:
+    job = running()
+    job = apply(job, lifecycle.cancel(Job.of(job), NOW, reason="stop"))
+    assert lifecycle.retry(Job.of(job), NOW, default_attempts=3) is not None
+    job["metadata"] = {**job["metadata"], "annotations": {jobs.STAGED_REMOVED_ANNOTATION: "2026-01-01T00:00:00Z"}}
+    assert Job.of(job).staged_removed and lifecycle.retry(Job.of(job), NOW, default_attempts=3) is None
+
+
 def test_a_job_whose_status_was_never_written_can_fail_at_uploading() -> None:
     job = Job.of(body())
     assert job.phase == jobs.PHASE_UPLOADING

@@ -100,9 +100,17 @@ def expire(reconciler: Reconciler, job: Job, body: Body) -> None:
     since = lifecycle.seconds_since(job.finished)
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     if job.failed and jobs.STAGED_REMOVED_ANNOTATION not in annotations and since > settings.staged_retention_seconds:
-        reconciler.storage.remove(reconciler.storage.staging, jobs.staged_keys(job.job_id))
+        # Marked first, by compare-and-swap on the version read: a job retried since then keeps its
+        # staged data (the write gets 409), and a retry after the mark is refused (lifecycle.retry).
         removed = {jobs.STAGED_REMOVED_ANNOTATION: jobs.rfc3339(jobs.now())}
-        reconciler.store.patch(job.name, {"metadata": {"annotations": removed}})
+        try:
+            reconciler.store.patch(job.name, {"metadata": {"annotations": removed,
+                                                           "resourceVersion": job.resource_version}})
+        except ApiException as error:
+            if error.status in (404, 409):
+                return  # gone or changed: the next pass decides on what it reads then
+            raise
+        reconciler.storage.remove(reconciler.storage.staging, jobs.staged_keys(job.job_id))
         events.post(reconciler.client, body, "StagedRemoved",
                     f"staged data removed after {settings.staged_retention_seconds:g} s "
                     "(INGEST_STAGED_RETENTION_SECONDS)")
