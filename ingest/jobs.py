@@ -14,6 +14,10 @@ from typing import Any, Final
 GROUP: Final = "ingest.pacifica.org"
 VERSION: Final = "v1"
 PLURAL: Final = "ingestjobs"
+# Field selectors on the CRD's selectable `status.complete` (Kubernetes 1.31+): the API's cache and the
+# operator's watches read the jobs in flight without the finished ones a facility retains.
+FINISHED_SELECTOR: Final = "status.complete=true"
+UNFINISHED_SELECTOR: Final = "status.complete!=true"
 KIND: Final = "IngestJob"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 JOB_ID_LABEL: Final = f"{GROUP}/job-id"

@@ -44,7 +44,7 @@ from ingest.kube import JobStore
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
-UNFINISHED = "status.complete!=true"
+UNFINISHED = jobs.UNFINISHED_SELECTOR
 TOMBSTONES = 1024
 Document = dict[str, Any]
 

@@ -30,8 +30,8 @@ from ingest.kube import JobStore
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
 
-FINISHED = "status.complete=true"
-UNFINISHED = "status.complete!=true"
+FINISHED = jobs.FINISHED_SELECTOR
+UNFINISHED = jobs.UNFINISHED_SELECTOR
 WATCH_SECONDS = 60
 
 
